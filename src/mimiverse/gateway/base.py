@@ -163,9 +163,16 @@ class ModelBackend(abc.ABC):
         from mimiverse.errors import UpstreamError
 
         return UpstreamError(
-            f"endpoint '{self.name}' does not serve task '{task}'", retryable=True, endpoint=self.name
+            f"endpoint '{self.name}' does not serve task '{task}'",
+            retryable=True,
+            endpoint=self.name,
         )
 
     def describe(self) -> dict[str, Any]:
         """Name, kind, model and capabilities for listings."""
-        return {"name": self.name, "kind": self.kind, "model": self.model, **self.capabilities.as_dict()}
+        return {
+            "name": self.name,
+            "kind": self.kind,
+            "model": self.model,
+            **self.capabilities.as_dict(),
+        }

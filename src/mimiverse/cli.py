@@ -1,0 +1,326 @@
+"""The `mimiverse` command line. Heavy imports stay inside commands so --help is fast."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+if TYPE_CHECKING:
+    from mimiverse.gateway.service import Gateway
+    from mimiverse.settings import Settings
+
+app = typer.Typer(
+    name="mimiverse",
+    help="Mimiverse: a self-hosted, privacy-first AI coding workspace.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+console = Console()
+err = Console(stderr=True)
+
+
+def _settings(**overrides: Any) -> Settings:
+    from mimiverse.errors import MimiError
+    from mimiverse.settings import Settings
+
+    try:
+        return Settings(**{k: v for k, v in overrides.items() if v is not None})
+    except MimiError:
+        raise
+    except Exception as exc:  # pydantic's ValidationError: say which setting
+        err.print(f"[red]invalid settings:[/red] {exc}")
+        raise typer.Exit(2) from exc
+
+
+def _fail(exc: Exception) -> typer.Exit:
+    from mimiverse.errors import MimiError
+
+    message = exc.message if isinstance(exc, MimiError) else str(exc)
+    err.print(f"[red]error:[/red] {message}")
+    return typer.Exit(1)
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Bind address (MIMI_HOST).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (MIMI_PORT).")] = None,
+) -> None:
+    """Start the Mimiverse server on embedded defaults (or your mimiverse.toml)."""
+    import uvicorn
+
+    from mimiverse.errors import MimiError
+    from mimiverse.server.app import create_app
+
+    settings = _settings(host=host, port=port)
+    try:
+        application = create_app(settings)
+    except MimiError as exc:
+        raise _fail(exc) from exc
+    console.print(f"Mimiverse on http://{settings.host}:{settings.port}  (OpenAI API at /v1)")
+    uvicorn.run(
+        application,
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level,
+        loop="uvloop",
+        http="httptools",
+        timeout_graceful_shutdown=5,
+    )
+
+
+@app.command()
+def models() -> None:
+    """List model endpoints, their capabilities and bundled weights."""
+    from mimiverse.gateway import weights
+    from mimiverse.gateway.factory import embedded_endpoints
+
+    settings = _settings()
+    table = Table("endpoint", "kind", "model", "tasks", "context", "fim template")
+    for e in [*embedded_endpoints(settings), *settings.endpoints]:
+        table.add_row(
+            e.name,
+            e.kind,
+            e.model,
+            ",".join(e.tasks),
+            str(e.context_length or "?"),
+            e.fim_template or "auto",
+        )
+    console.print(table)
+    bundled = Table("bundled model", "parts", "assembled", "verified", "file")
+    for model in weights.BUNDLED.values():
+        s = weights.status(model, settings.model_path)
+        bundled.add_row(
+            str(s["model"]), "ok" if s["parts_ok"] else "[red]missing[/red]",
+            str(s["assembled"]), str(s["verified"]), str(s["file"]),
+        )  # fmt: skip
+    console.print(bundled)
+
+
+@app.command()
+def doctor(
+    load: Annotated[
+        bool, typer.Option(help="Also load each embedded model and run one request.")
+    ] = False,
+) -> None:
+    """Check backends, models, health, sandbox and stores; print the fix for each problem."""
+    from mimiverse.doctor import run_checks
+
+    settings = _settings()
+    checks = asyncio.run(run_checks(settings, load=load))
+    table = Table("check", "status", "detail", "fix")
+    failed = 0
+    for check in checks:
+        mark = {"ok": "[green]ok[/green]", "warn": "[yellow]warn[/yellow]"}.get(
+            check.status, "[red]fail[/red]"
+        )
+        failed += check.status == "fail"
+        table.add_row(check.name, mark, check.detail, check.fix)
+    console.print(table)
+    raise typer.Exit(1 if failed else 0)
+
+
+async def _with_gateway(settings: Settings) -> Gateway:
+    from mimiverse.gateway.factory import build_gateway
+
+    gw = build_gateway(settings)
+    await gw.start(preload=False)
+    return gw
+
+
+async def _print_stream(stream: AsyncIterator[str]) -> str:
+    parts = []
+    async for piece in stream:
+        parts.append(piece)
+        sys.stdout.write(piece)
+        sys.stdout.flush()
+    sys.stdout.write("\n")
+    return "".join(parts)
+
+
+@app.command()
+def chat(
+    prompt: Annotated[
+        str | None, typer.Argument(help="One question; omit for an interactive session.")
+    ] = None,
+    model: Annotated[
+        str | None, typer.Option(help="Endpoint or model name (default: the chat route).")
+    ] = None,
+    url: Annotated[
+        str | None, typer.Option(help="Use a running server, e.g. http://127.0.0.1:8484.")
+    ] = None,
+    max_tokens: Annotated[int, typer.Option(help="Longest answer in tokens.")] = 512,
+) -> None:
+    """Chat with the routed chat model (in-process, or a running server with --url)."""
+    from mimiverse.errors import MimiError
+
+    history: list[dict[str, Any]] = []
+
+    async def one(gw: Gateway | None, text: str) -> None:
+        history.append({"role": "user", "content": text})
+        if gw is None:
+            assert url is not None
+            answer = await _print_stream(_remote_chat(url, history, model, max_tokens))
+        else:
+            from mimiverse.gateway.base import ChatRequest
+
+            stream = gw.chat_stream(
+                ChatRequest(messages=list(history), max_tokens=max_tokens), model
+            )
+            answer = await _print_stream(_texts(stream))
+        history.append({"role": "assistant", "content": answer})
+
+    async def main() -> None:
+        gw = None if url else await _with_gateway(_settings())
+        try:
+            if prompt is not None:
+                await one(gw, prompt)
+                return
+            console.print("[dim]Ctrl-D to quit[/dim]")
+            while True:
+                try:
+                    text = input("› ")
+                except EOFError:
+                    return
+                if text.strip():
+                    await one(gw, text)
+        finally:
+            if gw is not None:
+                await gw.close()
+
+    try:
+        asyncio.run(main())
+    except MimiError as exc:
+        raise _fail(exc) from exc
+
+
+async def _texts(stream: AsyncIterator[Any]) -> AsyncIterator[str]:
+    async for delta in stream:
+        if delta.text:
+            yield delta.text
+
+
+async def _remote_chat(
+    url: str, messages: list[dict[str, Any]], model: str | None, max_tokens: int
+) -> AsyncIterator[str]:
+    import httpx
+
+    from mimiverse.errors import UpstreamError
+
+    body = {"model": model, "messages": messages, "stream": True, "max_tokens": max_tokens}
+    async with httpx.AsyncClient(timeout=600) as client, client.stream(
+        "POST", url.rstrip("/") + "/v1/chat/completions", json=body
+    ) as resp:
+        if resp.status_code >= 400:
+            await resp.aread()
+            raise UpstreamError(resp.json().get("error", {}).get("message", resp.text))
+        async for line in resp.aiter_lines():
+            if not line.startswith("data: ") or line == "data: [DONE]":
+                continue
+            data = json.loads(line[6:])
+            if "error" in data:
+                raise UpstreamError(data["error"].get("message", "stream failed"))
+            piece = data["choices"][0]["delta"].get("content")
+            if piece:
+                yield piece
+
+
+def split_position(text: str, line: int, col: int) -> tuple[str, str]:
+    """Prefix and suffix around 1-based ``line``/``col`` (col may be one past the line end)."""
+    lines = text.splitlines(keepends=True) or [""]
+    if line < 1 or line > len(lines) + 1:
+        raise ValueError(f"line {line} is outside the file (1–{len(lines)})")
+    offset = sum(len(x) for x in lines[: line - 1])
+    current = lines[line - 1] if line <= len(lines) else ""
+    width = len(current.rstrip("\r\n"))
+    if col < 1 or col > width + 1:
+        raise ValueError(f"column {col} is outside line {line} (1–{width + 1})")
+    cut = offset + col - 1
+    return text[:cut], text[cut:]
+
+
+@app.command()
+def complete(
+    position: Annotated[str, typer.Argument(help="FILE:LINE:COL (1-based), where the cursor is.")],
+    model: Annotated[
+        str | None, typer.Option(help="Endpoint or model name (default: the fim route).")
+    ] = None,
+    max_tokens: Annotated[int, typer.Option(help="Longest completion in tokens.")] = 64,
+    url: Annotated[
+        str | None, typer.Option(help="Use a running server, e.g. http://127.0.0.1:8484.")
+    ] = None,
+) -> None:
+    """Print the fill-in-the-middle completion at FILE:LINE:COL."""
+    from mimiverse.errors import MimiError
+
+    try:
+        file_part, line_part, col_part = position.rsplit(":", 2)
+        path = Path(file_part)
+        text = path.read_text(encoding="utf-8")
+        prefix, suffix = split_position(text, int(line_part), int(col_part))
+    except (ValueError, OSError) as exc:
+        err.print(f"[red]error:[/red] {exc}. Usage: mimiverse complete path/to/file.py:12:8")
+        raise typer.Exit(2) from exc
+
+    async def main() -> str:
+        if url:
+            import httpx
+
+            body = {
+                "prefix": prefix,
+                "suffix": suffix,
+                "path": str(path),
+                "max_tokens": max_tokens,
+                "model": model,
+            }
+            async with httpx.AsyncClient(timeout=120) as client:
+                resp = await client.post(url.rstrip("/") + "/api/ai/fim", json=body)
+                data = resp.json()
+                if resp.status_code >= 400:
+                    raise MimiError(data["error"]["message"])
+                return str(data["completion"])
+        from mimiverse.gateway.base import FimRequest
+
+        gw = await _with_gateway(_settings())
+        try:
+            result = await gw.fim(
+                FimRequest(prefix, suffix, max_tokens=max_tokens, path=str(path)), model
+            )
+            return result.text
+        finally:
+            await gw.close()
+
+    try:
+        sys.stdout.write(asyncio.run(main()) + "\n")
+    except MimiError as exc:
+        raise _fail(exc) from exc
+
+
+@app.command("settings")
+def settings_cmd(
+    markdown: Annotated[
+        bool, typer.Option("--markdown", help="Print the reference as Markdown.")
+    ] = False,
+) -> None:
+    """Show every setting with its env var, default and help (or current values)."""
+    from mimiverse import settings as settings_module
+
+    if markdown:
+        sys.stdout.write(settings_module.markdown())
+        return
+    current = _settings().model_dump(mode="json")
+    table = Table("setting", "env", "value", "help")
+    for row in settings_module.describe():
+        table.add_row(row["name"], row["env"], json.dumps(current[row["name"]]), row["help"])
+    console.print(table)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    app()

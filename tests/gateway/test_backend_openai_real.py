@@ -1,0 +1,193 @@
+"""OpenAIBackend against a real llama.cpp server process (xllamacpp's, via the test launcher).
+
+The GGUF comes from ``MIMI_TEST_FIM_GGUF`` (default ``/tmp/models/qwen05.gguf``, a
+Qwen2.5-Coder-0.5B); the tests skip when it is missing. The server runs ``n_ctx=2048``
+over 2 slots, so a request may use 1024 tokens.
+"""
+
+from __future__ import annotations
+
+import os
+import selectors
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from mimiverse.errors import ContextLengthExceeded, UpstreamError
+from mimiverse.gateway.backends.openai import OpenAIBackend
+from mimiverse.gateway.base import ChatRequest, Delta, EmbedRequest, FimRequest
+from mimiverse.settings import EndpointSettings
+
+pytestmark = pytest.mark.model
+
+GGUF = Path(os.environ.get("MIMI_TEST_FIM_GGUF", "/tmp/models/qwen05.gguf"))
+START_TIMEOUT_S = 60.0
+SLOT_CONTEXT = 1024  # n_ctx 2048 shared by 2 parallel slots
+
+
+class LlamaServer:
+    """A ``python -m mimiverse.testing_llama_server`` subprocess."""
+
+    def __init__(self, log: Path, *, embedding: bool = False) -> None:
+        if not GGUF.is_file():
+            pytest.skip(f"no test GGUF at {GGUF} (set MIMI_TEST_FIM_GGUF)")
+        command = [sys.executable, "-m", "mimiverse.testing_llama_server", "--model", str(GGUF)]
+        command += ["--port", "0"] + (["--embedding"] if embedding else [])
+        self.log = log
+        with log.open("wb") as err:
+            self.process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=err)
+        try:
+            self.url = self._wait_for_address() + "/v1"
+        except BaseException:
+            self.kill()
+            raise
+
+    def _wait_for_address(self) -> str:
+        assert self.process.stdout is not None
+        deadline = time.monotonic() + START_TIMEOUT_S
+        with selectors.DefaultSelector() as selector:
+            selector.register(self.process.stdout, selectors.EVENT_READ)
+            while time.monotonic() < deadline:
+                if not selector.select(timeout=0.5):
+                    if self.process.poll() is not None:
+                        break
+                    continue
+                line = self.process.stdout.readline().decode()
+                if line.startswith("listening "):
+                    return line.split()[1].rstrip("/")
+                if not line and self.process.poll() is not None:
+                    break
+        tail = self.log.read_text(errors="replace")[-2000:]
+        raise RuntimeError(f"llama.cpp test server did not start:\n{tail}")
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGKILL)
+        self.process.wait(timeout=30)
+        if self.process.stdout is not None:
+            self.process.stdout.close()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LlamaServer]:
+    proc = LlamaServer(tmp_path_factory.mktemp("llama") / "server.log")
+    yield proc
+    proc.kill()
+
+
+@pytest.fixture(scope="module")
+def embed_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LlamaServer]:
+    proc = LlamaServer(tmp_path_factory.mktemp("llama-embed") / "server.log", embedding=True)
+    yield proc
+    proc.kill()
+
+
+def endpoint(url: str, **fields: Any) -> OpenAIBackend:
+    fields.setdefault("name", "llama")
+    fields.setdefault("model", "qwen2.5-coder-0.5b")
+    fields.setdefault("tasks", ["chat", "fim", "embed"])
+    fields.setdefault("timeout_s", 60)
+    return OpenAIBackend(EndpointSettings(kind="openai", url=url, **fields))
+
+
+@pytest.fixture
+async def backend(server: LlamaServer) -> AsyncIterator[OpenAIBackend]:
+    made = endpoint(server.url)
+    yield made
+    await made.close()
+
+
+async def collect(stream: AsyncIterator[Delta]) -> list[Delta]:
+    return [delta async for delta in stream]
+
+
+async def test_health_and_learned_context(backend: OpenAIBackend) -> None:
+    health = await backend.health()
+    assert health.ok, health.detail
+    assert health.latency_ms > 0
+    # /v1/models reports meta.n_ctx (one slot), not the 32768 the model was trained on.
+    assert backend.capabilities.context_length == SLOT_CONTEXT
+
+
+async def test_chat_stream(backend: OpenAIBackend) -> None:
+    request = ChatRequest(
+        messages=[{"role": "user", "content": "Say hello."}], max_tokens=6, temperature=0.0
+    )
+    deltas = await collect(backend.chat_stream(request))
+    assert "".join(d.text for d in deltas).strip()
+    assert deltas[-1].finish_reason in ("stop", "length")
+    assert all(d.finish_reason is None for d in deltas[:-1])
+    usage = deltas[-1].usage
+    assert usage is not None
+    assert usage.prompt_tokens > 0
+    assert 0 < usage.completion_tokens <= 6
+
+
+FIM = FimRequest(prefix="def add(a, b):\n    ", suffix="\n\nprint(add(1, 2))\n", max_tokens=8)
+
+
+async def test_fim_native_suffix(server: LlamaServer) -> None:
+    # llama.cpp's /v1/completions accepts `suffix` but ignores it: this is plain completion.
+    native = endpoint(server.url, model="local-model")
+    try:
+        assert native.capabilities.fim_template == ""
+        deltas = await collect(native.fim_stream(FIM))
+    finally:
+        await native.close()
+    assert "".join(d.text for d in deltas).strip()
+    assert deltas[-1].finish_reason in ("stop", "length")
+
+
+async def test_fim_qwen_template(backend: OpenAIBackend) -> None:
+    assert backend.capabilities.fim_template == "qwen"  # detected from the model id
+    deltas = await collect(backend.fim_stream(FIM))
+    text = "".join(d.text for d in deltas)
+    assert "a + b" in text  # greedy decoding (temperature 0)
+    assert "<|" not in text
+    assert deltas[-1].finish_reason in ("stop", "length")
+
+
+async def test_too_long_prompt_raises_context_length(backend: OpenAIBackend) -> None:
+    request = ChatRequest(messages=[{"role": "user", "content": "hello world " * 800}])
+    with pytest.raises(ContextLengthExceeded) as info:
+        await collect(backend.chat_stream(request))
+    assert f"model 'qwen2.5-coder-0.5b' takes {SLOT_CONTEXT}" in info.value.message
+    assert "shorten the input or raise context_length" in info.value.message
+
+
+async def test_embeddings(embed_server: LlamaServer) -> None:
+    embedder = endpoint(embed_server.url, tasks=["embed"])
+    try:
+        vectors = await embedder.embed(EmbedRequest(inputs=["def f(): pass", "hello", "x = 1"]))
+    finally:
+        await embedder.close()
+    assert len(vectors) == 3
+    assert len({len(v) for v in vectors}) == 1
+    assert len(vectors[0]) > 0
+    assert vectors[0] != vectors[1]
+
+
+async def test_killed_server_is_unhealthy_and_retryable(
+    tmp_path: Path,
+) -> None:
+    proc = LlamaServer(tmp_path / "server.log")
+    doomed = endpoint(proc.url, context_length=SLOT_CONTEXT)
+    try:
+        assert (await doomed.health()).ok
+        proc.kill()
+        health = await doomed.health()
+        assert not health.ok
+        with pytest.raises(UpstreamError) as info:
+            await collect(
+                doomed.chat_stream(ChatRequest(messages=[{"role": "user", "content": "x"}]))
+            )
+        assert info.value.retryable
+    finally:
+        proc.kill()
+        await doomed.close()
