@@ -49,7 +49,11 @@ class EndpointSettings(BaseModel):
     )
     fim_template: str = Field(
         default="",
-        description="FIM template family (qwen, starcoder, codellama…); empty = detect, or native suffix.",
+        description=(
+            "FIM template family (qwen, starcoder, codellama, deepseek, codegemma, codestral); "
+            "empty = detect from the model id; 'native' = send `suffix` and let the server apply "
+            "its own (vLLM, Ollama). llama.cpp's server ignores `suffix`: use a family there."
+        ),
     )
     tools: bool = Field(default=False, description="The model supports OpenAI-style tool calls.")
     max_concurrency: int = Field(

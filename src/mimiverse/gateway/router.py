@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -146,7 +146,7 @@ class Router:
         *,
         model: str | None = None,
         attempt: Attempt | None = None,
-    ) -> AsyncIterator[Delta]:
+    ) -> AsyncGenerator[Delta, None]:
         """Stream from the first endpoint that produces a token, failing over before it."""
         attempt = attempt or Attempt()
         errors: list[str] = []
@@ -166,8 +166,8 @@ class Router:
             sent = time.perf_counter()
             first_at: float | None = None
             out_tokens = 0
+            iterator = start(endpoint.backend).__aiter__()
             try:
-                iterator = start(endpoint.backend).__aiter__()
                 deadline = sent + endpoint.timeout_s
                 while True:
                     remaining = deadline - time.perf_counter()
@@ -223,6 +223,12 @@ class Router:
                 # Cancelled by the caller (client went away) or a bug: not the endpoint's fault.
                 self._release(endpoint, ok=None)
                 raise
+            finally:
+                # Close the backend's stream now (an abandoned one would keep generating).
+                aclose = getattr(iterator, "aclose", None)
+                if aclose is not None:
+                    with contextlib.suppress(Exception):
+                        await aclose()
             self._release(endpoint, ok=True)
             now = time.perf_counter()
             if first_at is not None:

@@ -257,12 +257,14 @@ class Gateway:
         parts: list[str] = []
         tool_calls: list[dict[str, Any]] = []
         finish: str | None = None
-        async for delta in self.router.stream(task, start, model=model, attempt=info.attempt):
-            parts.append(delta.text)
-            if delta.tool_calls:
-                tool_calls.extend(delta.tool_calls)
-            finish = delta.finish_reason or finish
-            yield delta
+        stream = self.router.stream(task, start, model=model, attempt=info.attempt)
+        async with contextlib.aclosing(stream):
+            async for delta in stream:
+                parts.append(delta.text)
+                if delta.tool_calls:
+                    tool_calls.extend(delta.tool_calls)
+                finish = delta.finish_reason or finish
+                yield delta
         if use_cache and finish in ("stop", "length", "tool_calls"):
             value = {
                 "text": "".join(parts),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import AsyncIterator
 from typing import Any, TypeVar
@@ -30,6 +31,7 @@ async def prime(stream: AsyncIterator[T]) -> AsyncIterator[T]:
 async def _replay(first: T | None, rest: AsyncIterator[T], *, empty: bool) -> AsyncIterator[T]:
     if empty:
         return
-    yield first  # type: ignore[misc]
-    async for item in rest:
-        yield item
+    async with contextlib.aclosing(rest):  # type: ignore[type-var]
+        yield first  # type: ignore[misc]
+        async for item in rest:
+            yield item
