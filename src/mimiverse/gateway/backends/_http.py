@@ -107,8 +107,8 @@ def upstream_message(body: bytes | str) -> tuple[str, dict[str, Any]]:
 
 def is_context_overflow(message: str, info: dict[str, Any]) -> bool:
     """Whether an upstream error says the prompt does not fit the context window."""
-    if info.get("type") == "exceed_context_size_error":
-        return True
+    if info.get("type") in ("exceed_context_size_error", "context_length_exceeded"):
+        return True  # llama.cpp's type, and OpenAI's / Mimiverse's own
     if info.get("code") == "context_length_exceeded":
         return True
     low = message.lower()
