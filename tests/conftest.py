@@ -192,9 +192,12 @@ class ServerProcess:
 class LlamaServer(ServerProcess):
     """llama.cpp's own OpenAI-compatible server (from the xllamacpp wheel) on a free port."""
 
-    def __init__(self, gguf: Path, log: Path, *, embedding: bool = False, threads: int = 1) -> None:
+    def __init__(
+        self, gguf: Path, log: Path, *, embedding: bool = False, threads: int = 1, parallel: int = 2
+    ) -> None:
         command = [sys.executable, "-m", "mimiverse.testing_llama_server", "--model", str(gguf)]
         command += ["--port", "0", "--threads", str(threads)]
+        command += ["--parallel", str(parallel), "--ctx", str(1024 * parallel)]
         command += ["--embedding"] if embedding else []
         super().__init__(command, log)
         self.url = self._wait_for_address() + "/v1"

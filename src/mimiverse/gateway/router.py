@@ -87,6 +87,8 @@ class Attempt:
     queue_wait_s: float = 0.0
     ttft_s: float = 0.0
     failovers: int = 0
+    dispatched_at: float = 0.0
+    """``time.monotonic()`` when the serving endpoint took the request."""
 
 
 class Router:
@@ -161,6 +163,7 @@ class Router:
                 continue
             endpoint.breaker.allow()
             attempt.endpoint = endpoint
+            attempt.dispatched_at = time.monotonic()
             attempt.queue_wait_s = time.perf_counter() - began
             self.metrics.queue_wait.labels(*labels).observe(attempt.queue_wait_s)
             sent = time.perf_counter()
