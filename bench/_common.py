@@ -235,8 +235,8 @@ class MimiServer:
     stopped on every exit path, and its log is kept in the data dir until then.
     """
 
-    def __init__(self, env: dict[str, str], *, repo: Path | None = None) -> None:
-        self.repo = repo or Path(__file__).resolve().parent.parent
+    def __init__(self, env: dict[str, str], *, keep: bool = False) -> None:
+        self.keep = keep
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.data_dir = Path(tempfile.mkdtemp(prefix="mimi-bench-"))
@@ -312,7 +312,7 @@ class MimiServer:
             return ""
 
     def stop(self) -> None:
-        """SIGTERM, then SIGKILL after 10 s; remove the data dir. Idempotent."""
+        """SIGTERM, then SIGKILL after 10 s; remove the data dir unless ``keep``. Idempotent."""
         proc, self.proc = self.proc, None
         if proc is not None and proc.poll() is None:
             with contextlib.suppress(ProcessLookupError):
@@ -327,9 +327,10 @@ class MimiServer:
             self._log.close()
             self._log = None
         _LIVE.discard(self)
-        import shutil
+        if not self.keep:
+            import shutil
 
-        shutil.rmtree(self.data_dir, ignore_errors=True)
+            shutil.rmtree(self.data_dir, ignore_errors=True)
 
     def __enter__(self) -> MimiServer:
         return self.start()

@@ -356,6 +356,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-tokens", type=int, help="tokens per completion (16 quick, 32 full)")
     parser.add_argument("--reps", type=int, help="timed requests per side per prompt (2 / 3)")
     parser.add_argument("--hits", type=int, help="timed cache hits (100 quick, 200 full)")
+    parser.add_argument(
+        "--keep-logs", action="store_true", help="keep the server and raw-runtime logs"
+    )
     parser.add_argument("--gap-ms", type=float, default=50.0, help="pause between requests")
     parser.add_argument(
         "--real-chat",
@@ -396,7 +399,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.real_chat:
         env["MIMI_CHAT_MODEL_FILE"] = str(cfg.model_path)
 
-    with MimiServer(env) as server:
+    with MimiServer(env, keep=args.keep_logs) as server:
         raw_log = server.data_dir / "raw-runtime.log"
         with stderr_to(raw_log):
             t = time.perf_counter()
@@ -430,6 +433,8 @@ def main(argv: list[str] | None = None) -> int:
             )
             hits = cache_hit_phase(client, prompts[-1], max_tokens, n_hits)
         del raw
+    if args.keep_logs:
+        print(f"logs kept in {server.data_dir}")
 
     load_end = os.getloadavg()[0]
     ratios = [r.ratio for r in results]
