@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -11,6 +12,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 if TYPE_CHECKING:
@@ -36,7 +38,7 @@ def _settings(**overrides: Any) -> Settings:
     except MimiError:
         raise
     except Exception as exc:  # pydantic's ValidationError: say which setting
-        err.print(f"[red]invalid settings:[/red] {exc}")
+        err.print(f"[red]invalid settings:[/red] {escape(str(exc))}")
         raise typer.Exit(2) from exc
 
 
@@ -44,7 +46,7 @@ def _fail(exc: Exception) -> typer.Exit:
     from mimiverse.errors import MimiError
 
     message = exc.message if isinstance(exc, MimiError) else str(exc)
-    err.print(f"[red]error:[/red] {message}")
+    err.print(f"[red]error:[/red] {escape(message)}")
     return typer.Exit(1)
 
 
@@ -99,12 +101,12 @@ def models(
     table = Table("endpoint", "kind", "model", "tasks", "context", "fim template")
     for e in [*embedded_endpoints(settings), *settings.endpoints]:
         table.add_row(
-            e.name,
+            escape(e.name),
             e.kind,
-            e.model,
+            escape(e.model),
             ",".join(e.tasks),
             str(e.context_length or "?"),
-            e.fim_template or "auto",
+            escape(e.fim_template or "auto"),
         )
     console.print(table)
     bundled = Table("bundled model", "parts", "assembled", "verified", "file")
@@ -112,7 +114,7 @@ def models(
         s = weights.status(model, settings.model_path)
         bundled.add_row(
             str(s["model"]), "ok" if s["parts_ok"] else "[red]missing[/red]",
-            str(s["assembled"]), str(s["verified"]), str(s["file"]),
+            str(s["assembled"]), str(s["verified"]), escape(str(s["file"])),
         )  # fmt: skip
     console.print(bundled)
 
@@ -135,7 +137,7 @@ def doctor(
             check.status, "[red]fail[/red]"
         )
         failed += check.status == "fail"
-        table.add_row(check.name, mark, check.detail, check.fix)
+        table.add_row(escape(check.name), mark, escape(check.detail), escape(check.fix))
     console.print(table)
     raise typer.Exit(1 if failed else 0)
 
@@ -228,30 +230,46 @@ async def _remote_chat(
     from mimiverse.errors import UpstreamError
 
     body = {"model": model, "messages": messages, "stream": True, "max_tokens": max_tokens}
-    async with httpx.AsyncClient(timeout=600) as client, client.stream(
-        "POST", url.rstrip("/") + "/v1/chat/completions", json=body
-    ) as resp:
-        if resp.status_code >= 400:
-            await resp.aread()
-            raise UpstreamError(resp.json().get("error", {}).get("message", resp.text))
-        async for line in resp.aiter_lines():
-            if not line.startswith("data: ") or line == "data: [DONE]":
-                continue
-            data = json.loads(line[6:])
-            if "error" in data:
-                raise UpstreamError(data["error"].get("message", "stream failed"))
-            piece = data["choices"][0]["delta"].get("content")
-            if piece:
-                yield piece
+    try:
+        async with httpx.AsyncClient(timeout=600) as client, client.stream(
+            "POST", url.rstrip("/") + "/v1/chat/completions", json=body
+        ) as resp:
+            if resp.status_code >= 400:
+                await resp.aread()
+                raise UpstreamError(resp.json().get("error", {}).get("message", resp.text))
+            async for line in resp.aiter_lines():
+                if not line.startswith("data: ") or line == "data: [DONE]":
+                    continue
+                data = json.loads(line[6:])
+                if "error" in data:
+                    raise UpstreamError(data["error"].get("message", "stream failed"))
+                piece = data["choices"][0]["delta"].get("content")
+                if piece:
+                    yield piece
+    except httpx.HTTPError as exc:
+        raise UpstreamError(_unreachable(url, exc)) from exc
+
+
+def _unreachable(url: str, exc: Exception) -> str:
+    return (
+        f"{url}: {exc or type(exc).__name__}. "
+        "Fix: start the server (mimiverse serve) or correct --url"
+    )
+
+
+# Lines end at \n, \r\n or \r only, as in editors and the LSP (not at \f, \v or U+2028).
+_LINE = re.compile(r"[^\r\n]*(?:\r\n|\r|\n)|[^\r\n]+\Z")
 
 
 def split_position(text: str, line: int, col: int) -> tuple[str, str]:
     """Prefix and suffix around 1-based ``line``/``col`` (col may be one past the line end)."""
-    lines = text.splitlines(keepends=True) or [""]
-    if line < 1 or line > len(lines) + 1:
+    lines = _LINE.findall(text)
+    if not lines or lines[-1].endswith(("\n", "\r")):
+        lines.append("")  # the empty line after a final newline (or of an empty file)
+    if line < 1 or line > len(lines):
         raise ValueError(f"line {line} is outside the file (1–{len(lines)})")
     offset = sum(len(x) for x in lines[: line - 1])
-    current = lines[line - 1] if line <= len(lines) else ""
+    current = lines[line - 1]
     width = len(current.rstrip("\r\n"))
     if col < 1 or col > width + 1:
         raise ValueError(f"column {col} is outside line {line} (1–{width + 1})")
@@ -274,12 +292,17 @@ def complete(
     from mimiverse.errors import MimiError
 
     try:
-        file_part, line_part, col_part = position.rsplit(":", 2)
+        pieces = position.rsplit(":", 2)
+        if len(pieces) != 3:
+            raise ValueError(f"{position!r} is not FILE:LINE:COL")
+        file_part, line_part, col_part = pieces
         path = Path(file_part)
         text = path.read_text(encoding="utf-8")
         prefix, suffix = split_position(text, int(line_part), int(col_part))
     except (ValueError, OSError) as exc:
-        err.print(f"[red]error:[/red] {exc}. Usage: mimiverse complete path/to/file.py:12:8")
+        err.print(
+            f"[red]error:[/red] {escape(str(exc))}. Usage: mimiverse complete path/to/file.py:12:8"
+        )
         raise typer.Exit(2) from exc
 
     async def main() -> str:
@@ -293,12 +316,15 @@ def complete(
                 "max_tokens": max_tokens,
                 "model": model,
             }
-            async with httpx.AsyncClient(timeout=120) as client:
-                resp = await client.post(url.rstrip("/") + "/api/ai/fim", json=body)
-                data = resp.json()
-                if resp.status_code >= 400:
-                    raise MimiError(data["error"]["message"])
-                return str(data["completion"])
+            try:
+                async with httpx.AsyncClient(timeout=120) as client:
+                    resp = await client.post(url.rstrip("/") + "/api/ai/fim", json=body)
+            except httpx.HTTPError as exc:
+                raise MimiError(_unreachable(url, exc)) from exc
+            data = resp.json()
+            if resp.status_code >= 400:
+                raise MimiError(data["error"]["message"])
+            return str(data["completion"])
         from mimiverse.gateway.base import FimRequest
 
         gw = await _with_gateway(_settings())
@@ -331,7 +357,8 @@ def settings_cmd(
     current = _settings().model_dump(mode="json")
     table = Table("setting", "env", "value", "help")
     for row in settings_module.describe():
-        table.add_row(row["name"], row["env"], json.dumps(current[row["name"]]), row["help"])
+        value = escape(json.dumps(current[row["name"]]))
+        table.add_row(row["name"], row["env"], value, escape(row["help"]))
     console.print(table)
 
 

@@ -95,6 +95,7 @@ def build_backend(endpoint: EndpointSettings, settings: Settings) -> ModelBacken
             fim_template=endpoint.fim_template,
             model_id=endpoint.model,
             probe=_embedded_probe(settings, endpoint),
+            verbose=settings.log_level == "debug",
         )
     if endpoint.kind == "ollama":
         from mimiverse.gateway.backends.ollama import OllamaBackend

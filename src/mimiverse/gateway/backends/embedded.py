@@ -62,7 +62,9 @@ class EmbeddedBackend(ModelBackend):
         fim_template: str = "",
         model_id: str = "",
         probe: Callable[[], object] | None = None,
+        verbose: bool = False,
     ) -> None:
+        self._verbose = verbose
         self._resolve = model_file if callable(model_file) else (lambda: model_file)
         self._probe = probe or self._resolve
         self._parallel = parallel
@@ -113,6 +115,8 @@ class EmbeddedBackend(ModelBackend):
                 params.hostnames = ["127.0.0.1"]
                 params.use_jinja = True
                 params.warmup = True
+                # llama.cpp's own log: errors only, unless MIMI_LOG_LEVEL=debug.
+                params.verbosity = 3 if self._verbose else 1
                 self._server = xllamacpp.Server(params)
                 self.load_seconds = time.perf_counter() - started
                 if self._template is None and self.capabilities.fim:
