@@ -19,7 +19,6 @@ from mimiverse.gateway.base import (
     Delta,
     EmbedRequest,
     FimRequest,
-    ModelBackend,
     RerankRequest,
     RerankResult,
     Usage,
@@ -330,8 +329,3 @@ def merge_tool_calls(chunks: list[dict[str, Any]]) -> list[dict[str, Any]]:
         if function.get("arguments"):
             call["function"]["arguments"] += function["arguments"]
     return [merged[i] for i in sorted(merged)]
-
-
-def backend_of(gateway: Gateway, name: str) -> ModelBackend:
-    """The backend of endpoint ``name``."""
-    return gateway.router.endpoints[name].backend
