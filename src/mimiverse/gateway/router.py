@@ -156,16 +156,12 @@ class Router:
         for index, endpoint in enumerate(candidates):
             labels = (endpoint.backend.kind, endpoint.name, task)
             began = time.perf_counter()
-            try:
-                await self._acquire(endpoint)
-            except TimeoutError:
-                errors.append(f"{endpoint.name}: no free slot within {self.queue_timeout_s}s")
+            waited = await self._enter(endpoint, labels, errors)
+            if waited is None:
                 continue
-            endpoint.breaker.allow()
             attempt.endpoint = endpoint
             attempt.dispatched_at = time.monotonic()
-            attempt.queue_wait_s = time.perf_counter() - began
-            self.metrics.queue_wait.labels(*labels).observe(attempt.queue_wait_s)
+            attempt.queue_wait_s = waited
             sent = time.perf_counter()
             first_at: float | None = None
             out_tokens = 0
@@ -259,13 +255,8 @@ class Router:
         for endpoint in self.route(task, model):
             labels = (endpoint.backend.kind, endpoint.name, task)
             began = time.perf_counter()
-            try:
-                await self._acquire(endpoint)
-            except TimeoutError:
-                errors.append(f"{endpoint.name}: no free slot within {self.queue_timeout_s}s")
+            if await self._enter(endpoint, labels, errors) is None:
                 continue
-            endpoint.breaker.allow()
-            self.metrics.queue_wait.labels(*labels).observe(time.perf_counter() - began)
             try:
                 async with asyncio.timeout(endpoint.timeout_s):
                     result = await run(endpoint.backend)
@@ -301,11 +292,23 @@ class Router:
             task=task,
         )
 
-    async def _acquire(self, endpoint: Endpoint) -> None:
-        async with asyncio.timeout(self.queue_timeout_s):
-            await endpoint._slots.acquire()
+    async def _enter(
+        self, endpoint: Endpoint, labels: tuple[str, str, str], errors: list[str]
+    ) -> float | None:
+        """Take a slot on ``endpoint``: the queue wait in seconds, or None (noted in errors)."""
+        began = time.perf_counter()
+        try:
+            async with asyncio.timeout(self.queue_timeout_s):
+                await endpoint._slots.acquire()
+        except TimeoutError:
+            errors.append(f"{endpoint.name}: no free slot within {self.queue_timeout_s}s")
+            return None
+        endpoint.breaker.allow()
         endpoint.in_flight += 1
         self.metrics.in_flight.labels(endpoint.backend.kind, endpoint.name).set(endpoint.in_flight)
+        waited = time.perf_counter() - began
+        self.metrics.queue_wait.labels(*labels).observe(waited)
+        return waited
 
     def _release(self, endpoint: Endpoint, *, ok: bool | None) -> None:
         endpoint.in_flight -= 1
