@@ -58,6 +58,43 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+class CpuWatch:
+    """CPU time used by processes other than ``pids`` (and stolen by the hypervisor).
+
+    On a shared 2-core machine one foreign busy thread makes llama.cpp's OpenMP barriers
+    stall for whole scheduler slices, so a sample taken while others ran is worthless.
+    ``foreign(mark)`` says how much foreign CPU ran since ``mark = watch.mark()``; the
+    resolution is one clock tick (10 ms), so judge windows of tens of ms or more.
+    """
+
+    def __init__(self, pids: Sequence[int]) -> None:
+        self.pids = list(pids)
+        self.tick = 1.0 / os.sysconf("SC_CLK_TCK")
+
+    def mark(self) -> tuple[int, int, int]:
+        """(busy ticks of the whole machine, steal ticks, ticks of ``pids``)."""
+        with open("/proc/stat") as fh:
+            fields = [int(x) for x in fh.readline().split()[1:]]
+        user, nice, system, _idle, _iowait, irq, softirq, steal = (fields + [0] * 8)[:8]
+        ours = 0
+        for pid in self.pids:
+            with contextlib.suppress(OSError, IndexError, ValueError):
+                with open(f"/proc/{pid}/stat") as fh:
+                    stat = fh.read().rsplit(")", 1)[1].split()
+                ours += int(stat[11]) + int(stat[12])
+        return user + nice + system + irq + softirq, steal, ours
+
+    def foreign(self, since: tuple[int, int, int]) -> float:
+        """Seconds of CPU that others (or steal) used since ``since``."""
+        busy, steal, ours = self.mark()
+        others = (busy - since[0]) - (ours - since[2])
+        return max(0, others + steal - since[1]) * self.tick
+
+    def busy(self, since: tuple[int, int, int], elapsed_s: float, share: float = 0.025) -> bool:
+        """Whether foreign CPU since ``since`` exceeds 2 ticks plus ``share`` of capacity."""
+        return self.foreign(since) > 2 * self.tick + share * cores() * elapsed_s
+
+
 # --- statistics and output -----------------------------------------------------------------
 
 

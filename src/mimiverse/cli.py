@@ -222,6 +222,14 @@ async def _texts(stream: AsyncIterator[Any]) -> AsyncIterator[str]:
             yield delta.text
 
 
+def _error_message(text: str) -> str:
+    """The message of an error body from a Mimiverse/OpenAI server, or the raw text."""
+    try:
+        return str(json.loads(text)["error"]["message"])
+    except (ValueError, KeyError, TypeError):
+        return text.strip()[:500] or "the server answered with an empty error"
+
+
 async def _remote_chat(
     url: str, messages: list[dict[str, Any]], model: str | None, max_tokens: int
 ) -> AsyncIterator[str]:
@@ -231,12 +239,13 @@ async def _remote_chat(
 
     body = {"model": model, "messages": messages, "stream": True, "max_tokens": max_tokens}
     try:
-        async with httpx.AsyncClient(timeout=600) as client, client.stream(
-            "POST", url.rstrip("/") + "/v1/chat/completions", json=body
-        ) as resp:
+        async with (
+            httpx.AsyncClient(timeout=600) as client,
+            client.stream("POST", url.rstrip("/") + "/v1/chat/completions", json=body) as resp,
+        ):
             if resp.status_code >= 400:
                 await resp.aread()
-                raise UpstreamError(resp.json().get("error", {}).get("message", resp.text))
+                raise UpstreamError(_error_message(resp.text))
             async for line in resp.aiter_lines():
                 if not line.startswith("data: ") or line == "data: [DONE]":
                     continue
@@ -321,10 +330,12 @@ def complete(
                     resp = await client.post(url.rstrip("/") + "/api/ai/fim", json=body)
             except httpx.HTTPError as exc:
                 raise MimiError(_unreachable(url, exc)) from exc
-            data = resp.json()
             if resp.status_code >= 400:
-                raise MimiError(data["error"]["message"])
-            return str(data["completion"])
+                raise MimiError(_error_message(resp.text))
+            try:
+                return str(resp.json()["completion"])
+            except (ValueError, KeyError) as exc:
+                raise MimiError(f"{url} is not a Mimiverse server: check --url") from exc
         from mimiverse.gateway.base import FimRequest
 
         gw = await _with_gateway(_settings())
