@@ -42,7 +42,9 @@ def embedded_endpoints(settings: Settings) -> list[EndpointSettings]:
             context_length=settings.embedded_chat_ctx,
             max_concurrency=settings.embedded_parallel,
             timeout_s=600,
-            tools=True,
+            # Measured: the bundled 1.5B answers tool requests with fenced JSON in the
+            # content, not <tool_call> tags, so llama.cpp finds no native tool calls.
+            tools=False,
         ),
     ]
 
@@ -96,6 +98,7 @@ def build_backend(endpoint: EndpointSettings, settings: Settings) -> ModelBacken
             model_id=endpoint.model,
             probe=_embedded_probe(settings, endpoint),
             verbose=settings.log_level == "debug",
+            tools=endpoint.tools,
         )
     if endpoint.kind == "ollama":
         from mimiverse.gateway.backends.ollama import OllamaBackend

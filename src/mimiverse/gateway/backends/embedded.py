@@ -63,6 +63,7 @@ class EmbeddedBackend(ModelBackend):
         model_id: str = "",
         probe: Callable[[], object] | None = None,
         verbose: bool = False,
+        tools: bool = False,
     ) -> None:
         self._verbose = verbose
         self._resolve = model_file if callable(model_file) else (lambda: model_file)
@@ -78,7 +79,7 @@ class EmbeddedBackend(ModelBackend):
         caps = Capabilities(
             chat="chat" in tasks,
             fim="fim" in tasks,
-            tools="chat" in tasks,
+            tools=tools and "chat" in tasks,
             context_length=context_length,
             fim_template=template.family if template else "",
         )
