@@ -128,7 +128,8 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
 
     def line(row: list[str]) -> str:
         return "  ".join(
-            c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths))
+            c.ljust(w) if i == 0 else c.rjust(w)
+            for i, (c, w) in enumerate(zip(row, widths, strict=True))
         )
 
     out = [line(cells[0]), "  ".join("-" * w for w in widths)]
@@ -184,8 +185,7 @@ def stdlib_files(root: Path | None = None) -> list[Path]:
     files = [
         p
         for p in root.rglob("*.py")
-        if not (_SKIP_DIRS & set(p.relative_to(root).parts[:-1]))
-        and not p.name.startswith("test_")
+        if not (_SKIP_DIRS & set(p.relative_to(root).parts[:-1])) and not p.name.startswith("test_")
     ]
     return sorted(files, key=lambda p: p.relative_to(root).as_posix())
 
@@ -313,7 +313,9 @@ class MimiServer:
         _LIVE.add(self)
         return self
 
-    def wait(self, ready: Callable[[dict[str, Any]], bool], timeout_s: float = 180.0) -> dict[str, Any]:
+    def wait(
+        self, ready: Callable[[dict[str, Any]], bool], timeout_s: float = 180.0
+    ) -> dict[str, Any]:
         """Poll ``/api/health`` until ``ready(body)``; RuntimeError with the log tail otherwise."""
         import httpx
 

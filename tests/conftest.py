@@ -233,6 +233,7 @@ class MimiServe(ServerProcess):
             MIMI_DATA_DIR=str(data_dir),
             MIMI_PORT=str(self.port),
             MIMI_LOG_LEVEL="warning",
+            MIMI_INDEX_ON_START="false",
         )
         env.update({f"MIMI_{k.upper()}": v for k, v in settings.items()})
         super().__init__([sys.executable, "-m", "mimiverse.cli", "serve"], log, env)

@@ -353,6 +353,102 @@ def complete(
         raise _fail(exc) from exc
 
 
+@app.command()
+def index(
+    path: Annotated[Path, typer.Argument(help="Project folder to index.")] = Path("."),
+    embed: Annotated[bool, typer.Option(help="Also compute vectors (semantic search).")] = True,
+) -> None:
+    """Index a project: scan, chunk (lexical search works at once), then embed."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+    from mimiverse.errors import MimiError
+    from mimiverse.index.service import build_indexer
+
+    settings = _settings()
+    if not path.is_dir():
+        err.print(f"[red]error:[/red] {escape(str(path))} is not a folder: give a project folder")
+        raise typer.Exit(2)
+
+    async def main() -> None:
+        gw = await _with_gateway(settings) if embed else None
+        indexer = build_indexer(settings, gw, path)
+        try:
+            with Progress(
+                "[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
+                TimeElapsedColumn(), console=console,
+            ) as bars:  # fmt: skip
+                tasks: dict[str, Any] = {}
+
+                def progress(stage: str, done: int, total: int) -> None:
+                    if stage not in tasks:
+                        tasks[stage] = bars.add_task(stage, total=total)
+                    bars.update(tasks[stage], completed=done, total=total)
+
+                report = await asyncio.to_thread(indexer.sync, progress)
+                console.print(
+                    f"scanned {report.scanned} files: {report.changed} indexed, "
+                    f"{report.unchanged} unchanged, {report.deleted} removed, "
+                    f"{len(report.skipped)} skipped; {report.chunks} chunks in {report.seconds:.1f}s"
+                )
+                if gw is not None:
+                    await indexer.embed_pending(progress=progress)
+            status = indexer.status()
+            console.print(
+                f"{status['chunks']} chunks, {status['embedded']} with vectors "
+                f"({status['vectors_complete']:.0%})"
+            )
+        finally:
+            await asyncio.to_thread(indexer.store.close)
+            if gw is not None:
+                await gw.close()
+
+    try:
+        asyncio.run(main())
+    except MimiError as exc:
+        raise _fail(exc) from exc
+
+
+@app.command()
+def search(
+    query: Annotated[str, typer.Argument(help="What to look for: words or an identifier.")],
+    path: Annotated[Path, typer.Option(help="Project folder (indexed before).")] = Path("."),
+    mode: Annotated[str, typer.Option(help="hybrid, lexical or semantic.")] = "hybrid",
+    limit: Annotated[int, typer.Option(help="How many results.")] = 10,
+) -> None:
+    """Search an indexed project."""
+    from mimiverse.errors import MimiError
+    from mimiverse.index.service import build_indexer
+
+    if mode not in ("hybrid", "lexical", "semantic"):
+        err.print("[red]error:[/red] --mode must be hybrid, lexical or semantic")
+        raise typer.Exit(2)
+    settings = _settings()
+
+    async def main() -> None:
+        gw = await _with_gateway(settings) if mode != "lexical" else None
+        indexer = build_indexer(settings, gw, path)
+        try:
+            if gw is not None:
+                await asyncio.to_thread(indexer.open_vectors)
+            result = await indexer.search(query, limit=limit, mode=mode)
+        finally:
+            await asyncio.to_thread(indexer.store.close)
+            if gw is not None:
+                await gw.close()
+        table = Table("#", "where", "symbol", "kind", "ranks")
+        for n, hit in enumerate(result.hits, start=1):
+            ranks = " ".join(f"{k}:{v}" for k, v in hit.ranks.items())
+            table.add_row(str(n), escape(f"{hit.path}:{hit.start_line}-{hit.end_line}"),
+                          escape(hit.symbol), hit.kind, ranks)  # fmt: skip
+        console.print(table)
+        console.print(f"[dim]{result.took_ms:.1f} ms, {result.status['vectors_complete']:.0%} vectors[/dim]")
+
+    try:
+        asyncio.run(main())
+    except MimiError as exc:
+        raise _fail(exc) from exc
+
+
 @app.command("settings")
 def settings_cmd(
     markdown: Annotated[

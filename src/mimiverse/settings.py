@@ -147,6 +147,27 @@ class Settings(BaseSettings):
         default=30.0, gt=0, description="Longest wait for a free slot on an endpoint."
     )
 
+    # --- index ------------------------------------------------------------------------
+    project_root: Path = Field(
+        default=Path("."), description="The project folder the server indexes and serves."
+    )
+    index_on_start: bool = Field(
+        default=True, description="Index project_root when the server starts, then keep it current."
+    )
+    index_watch: bool = Field(
+        default=True, description="Re-index files as they change on disk (inotify via watchfiles)."
+    )
+    index_max_file_bytes: int = Field(
+        default=1_000_000, ge=1_000, description="Files larger than this are skipped (and listed)."
+    )
+    index_embed_batch: int = Field(
+        default=64, ge=1, le=4096, description="Chunks per embedding request to the embed endpoint."
+    )
+    index_postgres_url: str = Field(
+        default="",
+        description="Keep the index in PostgreSQL + pgvector (postgresql://…) instead of SQLite.",
+    )
+
     # --- cache --------------------------------------------------------------------------
     cache_store: Literal["auto", "memory", "sqlite", "redis", "off"] = Field(
         default="auto",
@@ -171,7 +192,7 @@ class Settings(BaseSettings):
         default=3600, ge=0, description="Seconds a rerank result stays cached."
     )
 
-    @field_validator("data_dir", "models_dir", "fim_model_file", "chat_model_file")
+    @field_validator("data_dir", "models_dir", "fim_model_file", "chat_model_file", "project_root")
     @classmethod
     def _expand(cls, value: Path | None) -> Path | None:
         return value.expanduser() if value is not None else None

@@ -32,21 +32,31 @@ def create_app(settings: Settings | None = None, gateway: Gateway | None = None)
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await gw.start(preload=settings.embedded_preload)
+        index = None
+        if settings.index_on_start:
+            from mimiverse.index.service import IndexService, build_indexer
+
+            index = IndexService(build_indexer(settings, gw), watch=settings.index_watch)
+            await index.start()
+        app.state.index = index
         try:
             yield
         finally:
+            if index is not None:
+                await index.close()
             await gw.close()
 
     app = FastAPI(title="Mimiverse", version=__version__, lifespan=lifespan)
     app.state.settings = settings
     app.state.gateway = gw
     app.state.started = time.time()
+    app.state.index = None
     _install_error_handlers(app)
     _install_middleware(app, settings)
 
-    from mimiverse.server.routes import ai, cache, health, openai
+    from mimiverse.server.routes import ai, cache, codebase, health, openai
 
-    for module in (health, openai, ai, cache):
+    for module in (health, openai, ai, cache, codebase):
         app.include_router(module.router)
     return app
 

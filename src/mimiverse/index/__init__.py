@@ -1,0 +1,1 @@
+"""The codebase index: scan, chunk, store, embed, search, symbols, watch."""

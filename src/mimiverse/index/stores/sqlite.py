@@ -1,0 +1,287 @@
+"""The embedded index store: one SQLite file (WAL), FTS5 with BM25 for lexical search.
+
+Chunk text goes into FTS5 as code-aware token strings (``index.tokens``) under the
+``porter`` stemmer, in four columns weighted symbol > path = context > body. Every change
+to a file is one transaction, so a crash leaves either the old chunks or the new ones.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Iterator, Sequence
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+
+from mimiverse.index import tokens
+from mimiverse.index.model import Chunk, SourceFile
+from mimiverse.index.stores.base import Filters, Hit, IndexStore, StoredFile, embed_text
+
+# bm25() column weights: symbol, path, context, body.
+WEIGHTS = (10.0, 3.0, 2.0, 1.0)
+SCHEMA_VERSION = "1"
+
+
+def _glob_to_like(glob: str) -> str | None:
+    """A LIKE prefix to pre-filter a path glob cheaply, or None."""
+    head = glob.split("*", 1)[0].split("?", 1)[0].split("[", 1)[0]
+    return head.replace("%", r"\%").replace("_", r"\_") + "%" if head else None
+
+
+class SqliteIndexStore(IndexStore):
+    """SQLite implementation of ``IndexStore``."""
+
+    name = "sqlite"
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self._write = self._connect()
+        self._read = self._connect()
+        self._write_lock = threading.Lock()
+        self._read_lock = threading.Lock()
+        schema = resources.files("mimiverse.index.stores").joinpath("sqlite.sql").read_text()
+        with self._write_lock, self._write:
+            self._write.executescript(schema)
+            self._write.execute(
+                "INSERT OR IGNORE INTO meta(key, value) VALUES ('schema', ?)", (SCHEMA_VERSION,)
+            )
+
+    def _connect(self) -> sqlite3.Connection:
+        con = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        con.execute("PRAGMA journal_mode=WAL")
+        con.execute("PRAGMA synchronous=NORMAL")
+        con.execute("PRAGMA busy_timeout=10000")
+        con.execute("PRAGMA foreign_keys=ON")
+        return con
+
+    # --- files and chunks ---------------------------------------------------------------
+
+    def files(self) -> dict[str, StoredFile]:
+        with self._read_lock:
+            rows = self._read.execute(
+                "SELECT path, file_hash, size, mtime_ns FROM files"
+            ).fetchall()
+        return {r[0]: StoredFile(*r) for r in rows}
+
+    def replace_file(self, file: SourceFile, file_hash: str, chunks: Sequence[Chunk]) -> list[int]:
+        with self._write_lock:
+            con = self._write
+            con.execute("BEGIN IMMEDIATE")
+            try:
+                removed = self._drop(con, [file.path])
+                con.execute(
+                    "INSERT INTO files(path, language, size, mtime_ns, file_hash) VALUES (?,?,?,?,?)",
+                    (file.path, file.language, file.size, file.mtime_ns, file_hash),
+                )
+                for c in chunks:
+                    cur = con.execute(
+                        "INSERT INTO chunks(path, start_line, end_line, language, kind, symbol,"
+                        " content, context, content_hash) VALUES (?,?,?,?,?,?,?,?,?)",
+                        (c.path, c.start_line, c.end_line, c.language, c.kind, c.symbol,
+                         c.content, c.context, c.content_hash),
+                    )  # fmt: skip
+                    con.execute(
+                        "INSERT INTO chunks_fts(rowid, symbol, path, context, body)"
+                        " VALUES (?,?,?,?,?)",
+                        (cur.lastrowid, tokens.document(c.symbol), tokens.document(c.path),
+                         tokens.document(c.context), tokens.document(c.content)),
+                    )  # fmt: skip
+                con.execute("COMMIT")
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
+        return removed
+
+    def touch_file(self, file: SourceFile) -> None:
+        with self._write_lock:
+            self._write.execute(
+                "UPDATE files SET size = ?, mtime_ns = ? WHERE path = ?",
+                (file.size, file.mtime_ns, file.path),
+            )
+
+    def delete_files(self, paths: Sequence[str]) -> list[int]:
+        with self._write_lock:
+            con = self._write
+            con.execute("BEGIN IMMEDIATE")
+            try:
+                removed = self._drop(con, paths)
+                con.execute("COMMIT")
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
+        return removed
+
+    @staticmethod
+    def _drop(con: sqlite3.Connection, paths: Sequence[str]) -> list[int]:
+        removed: list[int] = []
+        for path in paths:
+            ids = [r[0] for r in con.execute("SELECT id FROM chunks WHERE path = ?", (path,))]
+            if ids:
+                con.executemany("DELETE FROM chunks_fts WHERE rowid = ?", [(i,) for i in ids])
+                con.execute("DELETE FROM chunks WHERE path = ?", (path,))
+            con.execute("DELETE FROM files WHERE path = ?", (path,))
+            removed.extend(ids)
+        return removed
+
+    # --- search -------------------------------------------------------------------------
+
+    def lexical(self, terms: Sequence[str], limit: int, filters: Filters) -> list[Hit]:
+        if not terms:
+            return []
+        match = " OR ".join('"' + t.replace('"', '""') + '"' for t in terms)
+        sql = (
+            "SELECT c.id, c.path, c.start_line, c.end_line, c.language, c.kind, c.symbol,"
+            " c.content, bm25(chunks_fts, ?, ?, ?, ?) AS score"
+            " FROM chunks_fts JOIN chunks c ON c.id = chunks_fts.rowid"
+            " WHERE chunks_fts MATCH ?"
+        )
+        params: list[object] = [*WEIGHTS, match]
+        if filters.language:
+            sql += " AND c.language = ?"
+            params.append(filters.language)
+        if filters.kind:
+            sql += " AND c.kind = ?"
+            params.append(filters.kind)
+        like = _glob_to_like(filters.path_glob) if filters.path_glob else None
+        if like:
+            sql += " AND c.path LIKE ? ESCAPE '\\'"
+            params.append(like)
+        sql += " ORDER BY score LIMIT ?"
+        # Over-fetch when a glob must be checked in Python after the LIKE prefix.
+        params.append(limit * 4 if filters.path_glob else limit)
+        with self._read_lock:
+            rows = self._read.execute(sql, params).fetchall()
+        hits = [Hit(*row[:8], score=-float(row[8])) for row in rows]
+        if filters.path_glob:
+            hits = [h for h in hits if filters.allows(h.path, h.language, h.kind)]
+        return hits[:limit]
+
+    def chunks(self, ids: Sequence[int]) -> dict[int, Hit]:
+        if not ids:
+            return {}
+        marks = ",".join("?" * len(ids))
+        sql = (
+            "SELECT id, path, start_line, end_line, language, kind, symbol, content"
+            f" FROM chunks WHERE id IN ({marks})"
+        )
+        with self._read_lock:
+            rows = self._read.execute(sql, list(ids)).fetchall()
+        return {row[0]: Hit(*row) for row in rows}
+
+    # --- vectors ------------------------------------------------------------------------
+
+    def missing_vectors(self, model: str, limit: int) -> list[tuple[str, str]]:
+        sql = (
+            "SELECT c.content_hash, c.path, c.context, c.content, c.start_line, c.end_line,"
+            " c.language, c.kind, c.symbol FROM chunks c"
+            " WHERE NOT EXISTS (SELECT 1 FROM vectors v"
+            "   WHERE v.content_hash = c.content_hash AND v.model = ?)"
+            " GROUP BY c.content_hash LIMIT ?"
+        )
+        with self._read_lock:
+            rows = self._read.execute(sql, (model, limit)).fetchall()
+        out = []
+        for h, path, context, content, start, end, language, kind, symbol in rows:
+            chunk = Chunk(path, start, end, language, kind, symbol, content, context, h)
+            out.append((h, embed_text(chunk)))
+        return out
+
+    def put_vectors(self, model: str, items: Sequence[tuple[str, Sequence[float]]]) -> None:
+        rows = [(h, model, np.asarray(v, dtype=np.float32).tobytes()) for h, v in items]
+        with self._write_lock:
+            self._write.execute("BEGIN IMMEDIATE")
+            try:
+                self._write.executemany(
+                    "INSERT OR REPLACE INTO vectors(content_hash, model, vector) VALUES (?,?,?)",
+                    rows,
+                )
+                self._write.execute("COMMIT")
+            except BaseException:
+                self._write.execute("ROLLBACK")
+                raise
+
+    def chunk_vectors(
+        self, model: str, ids: Sequence[int] | None = None
+    ) -> Iterator[tuple[int, bytes]]:
+        sql = (
+            "SELECT c.id, v.vector FROM chunks c JOIN vectors v"
+            " ON v.content_hash = c.content_hash AND v.model = ?"
+        )
+        params: list[object] = [model]
+        if ids is not None:
+            if not ids:
+                return iter(())
+            sql += f" WHERE c.id IN ({','.join('?' * len(ids))})"
+            params.extend(ids)
+        with self._read_lock:
+            rows = self._read.execute(sql, params).fetchall()
+        return iter(rows)
+
+    def chunk_vectors_by_hash(
+        self, model: str, hashes: Sequence[str]
+    ) -> Iterator[tuple[int, bytes]]:
+        if not hashes:
+            return iter(())
+        sql = (
+            "SELECT c.id, v.vector FROM chunks c JOIN vectors v"
+            " ON v.content_hash = c.content_hash AND v.model = ?"
+            f" WHERE c.content_hash IN ({','.join('?' * len(hashes))})"
+        )
+        with self._read_lock:
+            rows = self._read.execute(sql, [model, *hashes]).fetchall()
+        return iter(rows)
+
+    def filtered_ids(self, filters: Filters) -> list[int]:
+        sql = "SELECT id, path, language, kind FROM chunks WHERE 1=1"
+        params: list[object] = []
+        if filters.language:
+            sql += " AND language = ?"
+            params.append(filters.language)
+        if filters.kind:
+            sql += " AND kind = ?"
+            params.append(filters.kind)
+        like = _glob_to_like(filters.path_glob) if filters.path_glob else None
+        if like:
+            sql += " AND path LIKE ? ESCAPE '\\'"
+            params.append(like)
+        with self._read_lock:
+            rows = self._read.execute(sql, params).fetchall()
+        return [r[0] for r in rows if filters.allows(r[1], r[2], r[3])]
+
+    def vector_chunk_ids(self, model: str) -> list[int]:
+        sql = (
+            "SELECT c.id FROM chunks c JOIN vectors v"
+            " ON v.content_hash = c.content_hash AND v.model = ?"
+        )
+        with self._read_lock:
+            return [r[0] for r in self._read.execute(sql, (model,))]
+
+    def counts(self, model: str) -> dict[str, int]:
+        with self._read_lock:
+            files = self._read.execute("SELECT count(*) FROM files").fetchone()[0]
+            chunks = self._read.execute("SELECT count(*) FROM chunks").fetchone()[0]
+            embedded = self._read.execute(
+                "SELECT count(*) FROM chunks c JOIN vectors v"
+                " ON v.content_hash = c.content_hash AND v.model = ?",
+                (model,),
+            ).fetchone()[0]
+        return {"files": files, "chunks": chunks, "embedded": embedded}
+
+    def get_meta(self, key: str) -> str | None:
+        with self._read_lock:
+            row = self._read.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def set_meta(self, key: str, value: str) -> None:
+        with self._write_lock:
+            self._write.execute(
+                "INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", (key, value)
+            )
+
+    def close(self) -> None:
+        with self._write_lock, self._read_lock:
+            self._write.close()
+            self._read.close()
