@@ -27,6 +27,7 @@ from mimiverse.index.hybrid import cap_per_file, fuse
 from mimiverse.index.model import SourceFile
 from mimiverse.index.scan import read_text, scan
 from mimiverse.index.stores.base import Filters, Hit, IndexStore
+from mimiverse.index.symbols import SymbolMap
 from mimiverse.index.vectors import VectorIndex
 
 if TYPE_CHECKING:
@@ -89,6 +90,8 @@ class Indexer:
         self._vectors_ready = False
         self._embed_error = ""
         self.last_sync: SyncReport | None = None
+        self._symbols: SymbolMap | None = None
+        self._symbols_lock = threading.Lock()
         self.skipped: list[dict[str, str]] = []
 
     # --- lexical side (synchronous; run in a worker thread) -----------------------------
@@ -119,7 +122,7 @@ class Indexer:
                     progress("chunk", n, total)
             gone = [p for p in known if p not in seen]
             if gone:
-                self._forget(self.store.delete_files(gone))
+                self._drop_files(gone)
                 report.deleted = len(gone)
             report.seconds = time.perf_counter() - began
             self.last_sync = report
@@ -138,7 +141,7 @@ class Indexer:
                 full = self.root / rel
                 if not full.is_file():
                     if rel in self.store.files():
-                        self._forget(self.store.delete_files([rel]))
+                        self._drop_files([rel])
                         touched += 1
                     continue
                 # One-file scan keeps ignore rules, size and binary checks identical to sync.
@@ -147,7 +150,7 @@ class Indexer:
                 file = accepted.get(rel)
                 if file is None:
                     if rel in self.store.files():
-                        self._forget(self.store.delete_files([rel]))
+                        self._drop_files([rel])
                         touched += 1
                     continue
                 stored = self.store.files().get(rel)
@@ -175,11 +178,35 @@ class Indexer:
             return None
         removed = self.store.replace_file(file, digest, chunks)
         self._forget(removed)
+        if self._symbols is not None:
+            self._symbols.update(file.path, text, file.language)
         return len(chunks)
 
     def _forget(self, chunk_ids: Sequence[int]) -> None:
         if self._vectors is not None and chunk_ids:
             self._vectors.remove(chunk_ids)
+
+    def _drop_files(self, paths: Sequence[str]) -> None:
+        self._forget(self.store.delete_files(paths))
+        if self._symbols is not None:
+            for path in paths:
+                self._symbols.remove(path)
+
+    def symbol_map(self) -> SymbolMap:
+        """Definitions and references of every indexed file (built on first use, then kept
+        current by indexing)."""
+        with self._symbols_lock:
+            if self._symbols is None:
+                symbols = SymbolMap()
+                with self._sync_lock:
+                    languages = self.store.file_languages()
+                    for path, language in languages.items():
+                        try:
+                            symbols.update(path, read_text(self.root / path), language)
+                        except OSError:
+                            continue
+                    self._symbols = symbols
+            return self._symbols
 
     # --- vectors ------------------------------------------------------------------------
 

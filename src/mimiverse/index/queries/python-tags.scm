@@ -30,3 +30,10 @@
     (aliased_import
       name: (dotted_name) @name.reference.import)
   ]) @reference.import
+
+(import_from_statement
+  name: [
+    (dotted_name) @name.reference.import
+    (aliased_import
+      name: (dotted_name) @name.reference.import)
+  ]) @reference.import

@@ -68,6 +68,19 @@ class IndexStore(abc.ABC):
     def files(self) -> dict[str, StoredFile]:
         """Every indexed file by path."""
 
+    def file_languages(self) -> dict[str, str]:
+        """Language of every indexed file, by path."""
+        languages: dict[str, str] = {}
+        for path in self.files():
+            hits = self.chunks_of(path)
+            languages[path] = hits[0].language if hits else "text"
+        return languages
+
+    def chunks_of(self, path: str) -> list[Hit]:
+        """A file's chunks in line order (default: through filtered_ids)."""
+        ids = self.filtered_ids(Filters(path_glob=path))
+        return sorted(self.chunks(ids).values(), key=lambda h: h.start_line)
+
     @abc.abstractmethod
     def replace_file(self, file: SourceFile, file_hash: str, chunks: Sequence[Chunk]) -> list[int]:
         """Atomically replace a file's chunks; returns the removed chunk ids."""

@@ -95,6 +95,11 @@ class SqliteIndexStore(IndexStore):
                 raise
         return removed
 
+    def file_languages(self) -> dict[str, str]:
+        with self._read_lock:
+            rows = self._read.execute("SELECT path, language FROM files").fetchall()
+        return {r[0]: r[1] for r in rows}
+
     def touch_file(self, file: SourceFile) -> None:
         with self._write_lock:
             self._write.execute(
@@ -154,7 +159,10 @@ class SqliteIndexStore(IndexStore):
         params.append(limit * 4 if filters.path_glob else limit)
         with self._read_lock:
             rows = self._read.execute(sql, params).fetchall()
-        hits = [Hit(*row[:8], score=-float(row[8])) for row in rows]
+        hits = [
+            Hit(cid, path, start, end, language, kind, symbol, content, score=-float(score))
+            for cid, path, start, end, language, kind, symbol, content, score in rows
+        ]
         if filters.path_glob:
             hits = [h for h in hits if filters.allows(h.path, h.language, h.kind)]
         return hits[:limit]

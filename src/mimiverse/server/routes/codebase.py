@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any, Literal
 
 from fastapi import APIRouter, Request
@@ -115,3 +116,40 @@ async def status(request: Request) -> dict[str, Any]:
     info["ready"] = service.ready.is_set()
     info["skipped_files"] = service.indexer.skipped[:200]
     return info
+
+
+def _tag(tag: Any) -> dict[str, Any]:
+    return {"path": tag.path, "line": tag.line, "name": tag.name, "kind": tag.kind,
+            "signature": tag.signature}  # fmt: skip
+
+
+def _name(name: str) -> str:
+    name = name.strip()
+    if not name or len(name) > 200:
+        raise BadRequest("name must be 1–200 characters: send a symbol such as MyClass.method")
+    return name
+
+
+@router.get("/definitions")
+async def definitions(name: str, request: Request) -> dict[str, Any]:
+    """Where a symbol is defined."""
+    symbols = await asyncio.to_thread(service_of(request).indexer.symbol_map)
+    return {"name": name, "definitions": [_tag(t) for t in symbols.definitions(_name(name))]}
+
+
+@router.get("/references")
+async def references(name: str, request: Request) -> dict[str, Any]:
+    """Where a symbol is used."""
+    symbols = await asyncio.to_thread(service_of(request).indexer.symbol_map)
+    return {"name": name, "references": [_tag(t) for t in symbols.references(_name(name))]}
+
+
+@router.get("/repomap")
+async def repomap(request: Request, budget: int = 1024, focus: str = "") -> dict[str, Any]:
+    """The most important definitions within ``budget`` tokens (PageRank, focus files first)."""
+    if not 64 <= budget <= 32_768:
+        raise BadRequest("budget must be between 64 and 32768 tokens")
+    symbols = await asyncio.to_thread(service_of(request).indexer.symbol_map)
+    files = [f for f in focus.split(",") if f]
+    text = await asyncio.to_thread(symbols.repo_map, budget, files)
+    return {"budget": budget, "focus": files, "map": text}
