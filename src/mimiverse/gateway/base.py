@@ -80,6 +80,8 @@ class EmbedRequest:
     """Embed each input text."""
 
     inputs: list[str]
+    kind: str = "passage"
+    """``query`` or ``passage``: asymmetric models (e5, …) embed the two differently."""
 
 
 @dataclass

@@ -191,7 +191,7 @@ class Gateway:
     # --- embed / rerank -----------------------------------------------------------------
 
     async def embed(
-        self, inputs: list[str], model: str | None = None
+        self, inputs: list[str], model: str | None = None, *, kind: str = "passage"
     ) -> tuple[list[list[float]], int]:
         """Vectors for ``inputs`` in order, and how many came from the cache.
 
@@ -201,12 +201,15 @@ class Gateway:
             raise EmptyInput("input is empty: send one text or a list of texts")
         resolved = self.resolve(model, "embed")
         cache_model = self._cache_model("embed", resolved)
-        keys = [self.cache.cache_key(cache_model, "embed", {"input": text}) for text in inputs]
+        keys = [
+            self.cache.cache_key(cache_model, "embed", {"input": text, "kind": kind})
+            for text in inputs
+        ]
         found = await asyncio.gather(*(self.cache.get("embed", k) for k in keys))
         vectors: list[list[float] | None] = list(found)
         missing = [i for i, v in enumerate(vectors) if v is None]
         if missing:
-            batch = EmbedRequest([inputs[i] for i in missing])
+            batch = EmbedRequest([inputs[i] for i in missing], kind=kind)
             fresh = await self.router.call("embed", lambda b: b.embed(batch), model=resolved)
             for i, vector in zip(missing, fresh, strict=True):
                 vectors[i] = vector
