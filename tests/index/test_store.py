@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,9 +16,16 @@ from mimiverse.index.stores.base import Filters, Hit, IndexStore
 from mimiverse.index.stores.sqlite import SqliteIndexStore
 
 
-@pytest.fixture(params=["sqlite"])
+@pytest.fixture(params=["sqlite", "postgres"])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[IndexStore]:
-    s: IndexStore = SqliteIndexStore(tmp_path / "index.sqlite3")
+    s: IndexStore
+    if request.param == "postgres":
+        from mimiverse.index.stores.postgres import PostgresIndexStore
+
+        url = request.getfixturevalue("postgres_url")
+        s = PostgresIndexStore(url, project=f"test-{uuid.uuid4()}")
+    else:
+        s = SqliteIndexStore(tmp_path / "index.sqlite3")
     yield s
     s.close()
 

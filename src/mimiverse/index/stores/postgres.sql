@@ -1,9 +1,26 @@
 -- The PostgreSQL index store. Many projects share one database: every row carries its
--- project's id. Chunks are the truth; `lexemes` derives from them (code-aware tokens,
--- weighted symbol A > path B > context C > body D). Vectors live in one table per
+-- project's id. Chunks are the truth; `lexemes` derives from them (code-aware tokens
+-- under `mimi_code`, weighted symbol A > path B > context C > body D). Vectors live in one table per
 -- embedding model, `mimi_vectors_<id>`, created on the first put_vectors for that model
 -- with a fixed `vector(<dim>)` column and an HNSW index (see postgres.py).
 CREATE EXTENSION IF NOT EXISTS vector;
+
+-- Text search config `mimi_code`: english stemming without english stopwords. Documents
+-- keep every token (code names like `all`, `not`, `only` are not noise); queries drop
+-- their stopwords before they get here (see tokens.query_terms), as with SQLite's porter.
+DO $$
+BEGIN
+  IF NOT EXISTS (SELECT 1 FROM pg_ts_dict
+                 WHERE dictname = 'mimi_english_stem' AND dictnamespace = current_schema()::regnamespace) THEN
+    CREATE TEXT SEARCH DICTIONARY mimi_english_stem (TEMPLATE = snowball, Language = english);
+  END IF;
+  IF NOT EXISTS (SELECT 1 FROM pg_ts_config
+                 WHERE cfgname = 'mimi_code' AND cfgnamespace = current_schema()::regnamespace) THEN
+    CREATE TEXT SEARCH CONFIGURATION mimi_code (COPY = english);
+    ALTER TEXT SEARCH CONFIGURATION mimi_code
+      ALTER MAPPING REPLACE english_stem WITH mimi_english_stem;
+  END IF;
+END $$;
 
 CREATE TABLE IF NOT EXISTS mimi_projects (
   id integer GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
