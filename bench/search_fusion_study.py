@@ -1,0 +1,133 @@
+"""How lexical and semantic rankings are fused: RRF weights and k, and a score blend,
+measured on the bench/search.py dataset with one embedded index.
+
+Each query's lexical and semantic top 50 are fetched once (``Indexer.search`` with
+``limit=50, per_file=50``); every variant then re-fuses them offline with
+``mimiverse.index.hybrid.fuse`` (or a min-max score blend) and caps 3 hits per file, top 10,
+as ``Indexer.search`` does. ``rrf k=60 w=1,1`` is the shipped hybrid.
+
+    .venv/bin/python bench/search.py --keep            # prints "kept /tmp/mimi-search-bench-…"
+    .venv/bin/python bench/search_fusion_study.py --work /tmp/mimi-search-bench-…
+    .venv/bin/python bench/search_fusion_study.py --quick   # builds and embeds its own subset
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from _common import emit, table
+from search import QUICK_LINES, Scores, copy_corpus, first_hit, open_bench, subset
+from search_dataset import dataset
+
+DEPTH = 50
+
+
+def blend(lexical: list[Any], semantic: list[Any], alpha: float) -> list[Any]:
+    """Min-max normalised scores, ``alpha`` × semantic + (1 − alpha) × lexical."""
+    from mimiverse.index.hybrid import cap_per_file
+
+    def norm(hits: list[Any]) -> dict[int, float]:
+        if not hits:
+            return {}
+        scores = [h.scores.get("lexical", h.scores.get("semantic", h.score)) for h in hits]
+        low, high = min(scores), max(scores)
+        span = (high - low) or 1.0
+        return {h.chunk_id: (s - low) / span for h, s in zip(hits, scores, strict=True)}
+
+    lex, sem = norm(lexical), norm(semantic)
+    by_id = {h.chunk_id: h for h in [*lexical, *semantic]}
+    total = {i: alpha * sem.get(i, 0.0) + (1 - alpha) * lex.get(i, 0.0) for i in by_id}
+    ranked = sorted(by_id.values(), key=lambda h: -total[h.chunk_id])
+    return cap_per_file(ranked, 3, 10)
+
+
+async def study(args: argparse.Namespace) -> dict[str, Any]:
+    """Fetch both rankings per query, then score every fusion variant."""
+    from mimiverse.index.hybrid import fuse
+
+    ds, cache = dataset()
+    made: Path | None = None
+    if args.work:
+        work = Path(args.work)
+        files = sorted(
+            p.relative_to(work / "corpus").as_posix() for p in (work / "corpus").rglob("*.py")
+        )
+        keep = set(files)
+        queries = [q for q in ds.queries if q.path in keep]
+    else:
+        lines = QUICK_LINES if args.quick else args.lines
+        files, queries = subset(ds, cache, None, None, lines)
+        made = work = Path(tempfile.mkdtemp(prefix="mimi-fusion-"))
+        copy_corpus(ds.root, files, work / "corpus")
+    bench = await open_bench(work / "corpus", work / "data", semantic=True)
+    out: dict[str, Any] = {}
+    try:
+        indexer = bench.indexer
+        await asyncio.to_thread(indexer.sync)
+        await asyncio.to_thread(indexer.open_vectors)
+        print(
+            f"{len(files)} files, {len(queries)} queries; embedding what is missing …", flush=True
+        )
+        await indexer.embed_pending()
+        pairs = []
+        for q in queries:
+            lex = await indexer.search(q.text, limit=DEPTH, mode="lexical", per_file=DEPTH)
+            sem = await indexer.search(q.text, limit=DEPTH, mode="semantic", per_file=DEPTH)
+            pairs.append((q, lex.hits, sem.hits))
+        variants: dict[str, Any] = {}
+        for k in (60, 30, 10):
+            for wl in (1.0, 0.7, 0.5, 0.3):
+                variants[f"rrf k={k} w=lex {wl:g},sem 1"] = ("rrf", k, wl)
+        for alpha in (0.5, 0.7, 0.8):
+            variants[f"blend alpha={alpha:g}"] = ("blend", alpha, 0.0)
+        variants["lexical only"] = ("rrf", 60, None)
+        variants["semantic only"] = ("rrf", 60, 0.0)
+        for name, (kind, p, wl) in variants.items():
+            scores = Scores()
+            for q, lex_hits, sem_hits in pairs:
+                if kind == "blend":
+                    fused = blend(lex_hits, sem_hits, float(p))
+                elif wl is None:
+                    fused = fuse({"lexical": lex_hits}, limit=10, per_file=3, k=int(p))
+                elif wl == 0.0:
+                    fused = fuse({"semantic": sem_hits}, limit=10, per_file=3, k=int(p))
+                else:
+                    fused = fuse(
+                        {"lexical": lex_hits, "semantic": sem_hits}, limit=10, per_file=3,
+                        weights={"lexical": wl, "semantic": 1.0}, k=int(p),
+                    )  # fmt: skip
+                scores.ranks.append(first_hit(fused, q))
+            out[name] = scores.figures()
+            print(f"  {name}: {out[name]}", flush=True)
+    finally:
+        for gateway in [bench.gateway, *bench.extra_gateways]:
+            await gateway.close()
+        bench.indexer.store.close()
+        if made is not None:
+            shutil.rmtree(made, ignore_errors=True)
+    return out
+
+
+def main() -> None:
+    """Parse arguments, run, print a table and the JSON line."""
+    parser = argparse.ArgumentParser(description="fusion variants")
+    parser.add_argument("--work", default="", help="a folder kept by bench/search.py --keep")
+    parser.add_argument("--quick", action="store_true", help="its own small embedded subset")
+    parser.add_argument("--lines", type=int, default=40_000, help="corpus lines without --work")
+    args = parser.parse_args()
+    with contextlib.suppress(ImportError):  # before usearch (see local_embed.preload_runtime)
+        import onnxruntime  # noqa: F401
+    results = asyncio.run(study(args))
+    rows = [[k, v["mrr10"], v["r1"], v["r10"]] for k, v in results.items()]
+    print(table(["variant", "MRR@10", "R@1", "R@10"], rows))
+    emit({"bench": "search_fusion_study", "variants": results})
+
+
+if __name__ == "__main__":
+    main()
