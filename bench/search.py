@@ -15,24 +15,36 @@ Figures (last line, one JSON object):
 
 - ``lexical``, ``semantic``, ``hybrid``: ``Indexer.search(query, limit=10, mode=…)``
   (default ``per_file=3``); ``semantic``/``hybrid`` need the gateway's ``embed`` route
-  (``null``/lexical-only otherwise, see ``semantic_available``).
+  (``null`` otherwise, see ``semantic_available``).
 - ``bm25_baseline``, ``ripgrep_baseline``: see ``search_baselines.py``; same chunks.
 - ``lexical_index_s``: cold ``Indexer.sync()`` of the copy (scan, chunk, FTS insert):
   nothing to lexically searchable. ``chunks``: chunks stored.
-- ``embed_chunks_per_s``: chunks embedded by ``embed_pending()`` / its wall time.
+- ``embed_chunks_per_s``: chunks embedded by ``embed_pending()`` / its wall time
+  (``embed_s``), the embed model with its default threads (every core).
 - ``query_p50_ms``/``query_p95_ms``: hybrid ``Indexer.search`` end to end, one query at a
-  time (``query_mode_timed`` says "lexical" when no embed route exists: then hybrid is
-  lexical only), after 5 warm-up queries.
+  time, after 5 warm-up queries; queries are encoded with 1 thread (a second gateway built
+  with ``embedded_threads=1``, same model, swapped into the indexer after embedding:
+  ``query_encode_threads``). Without an embed route hybrid is lexical only and
+  ``query_mode_timed`` says "lexical". Also ``lexical_p50_ms``, ``semantic_p50_ms``,
+  ``bm25_p50_ms``, ``ripgrep_p50_ms`` (and ``bm25_build_s``).
 - ``incremental_ms``: median of 3: append a function with a unique name to one corpus
   file while the real watcher (``mimiverse.index.watch.watch`` → ``update_paths``, as
   ``IndexService`` does) runs, then poll a lexical search for the name every 2 ms: time
   from the write to the first search that returns it. ``incremental_direct_ms``: the same
-  with ``update_paths`` called directly (no watcher debounce).
+  with ``update_paths`` called directly (no watcher, no debounce).
+- ``files``, ``queries``, ``load1``, ``load_warning``, ``quick``.
+
+``--quick``: files that hold queries, in the seeded order, up to 12,000 lines in all
+(~35 files, ~600 chunks, ~110 queries: small files, few distractors, so its MRR runs
+higher than the full run's and moves ±0.05 between changes; use it as a smoke test). The
+full run indexes the whole corpus (728 files, ~14,800 chunks, 1000 queries); the embedded
+e5-small embeds ~20 chunks/s on 2 cores, so it takes ~15 min (``--no-semantic``: ~3 min).
 
 The 1-minute load average is checked at the start: above 1.5 a warning is printed and
 ``"load_warning": true`` is set (quality figures are unaffected, timings are not to be
-trusted). Run ``.venv/bin/python bench/search.py --quick`` (about a minute); the full run
-indexes the whole stdlib (``--no-semantic`` skips embedding).
+trusted). ``--failures N`` prints N sampled lexical misses, ``--dump FILE`` writes every
+query's ranks and top 10 per method, ``--keep`` keeps the indexed copy (for
+``search_fusion_study.py``).
 """
 
 from __future__ import annotations
@@ -62,7 +74,6 @@ QUICK_FILES = 150
 QUICK_LINES = 12_000
 """About 600 chunks: the embedded e5-small embeds ~20-25 chunks/s on 2 cores."""
 QUICK_QUERIES = 200
-MODES = ("lexical", "semantic", "hybrid")
 
 
 class SpanLike(Protocol):

@@ -6,10 +6,10 @@
   no stemming; Lucene's English stopwords dropped on both sides.
 - ``ripgrep_baseline``: for each query, ``rg -i -F -o -n`` with the query's distinct
   non-stopword terms (``\\w\\w+``, lower-cased, Lucene stopwords) as an OR of fixed
-  strings over the corpus. Files are ranked by their number of matches (occurrences), ties
-  by path; each file gives one result: the chunk containing the most matched occurrences
-  (ties: the first in the file), as a grep user opens the file at its densest block. A
-  matched line outside every chunk (a blank line cannot match) is ignored.
+  strings over the corpus (``*.py``). Every matched occurrence is counted for its file and
+  for the chunk that holds its line. Each matching file gives one result, its chunk with
+  the most occurrences (ties: the first in the file); results are ranked by that chunk's
+  count, then the file's count, then path.
 """
 
 from __future__ import annotations
@@ -133,15 +133,9 @@ class RipgrepBaseline:
             if chunk is not None:
                 per_chunk[path][chunk.chunk_id] += 1
                 chunk_of[chunk.chunk_id] = chunk
-        ranked = sorted(per_file, key=lambda p: (-per_file[p], p))
-        out: list[Span] = []
-        for path in ranked:
-            counts = per_chunk.get(path)
-            if not counts:
-                continue
-            best = max(counts, key=lambda i: (counts[i], -chunk_of[i].start_line))
-            c = chunk_of[best]
-            out.append(Span(c.path, c.start_line, c.end_line))
-            if len(out) == limit:
-                break
-        return out
+        best: list[tuple[int, int, str, StoredChunk]] = []
+        for path, counts in per_chunk.items():
+            top = max(counts, key=lambda i: (counts[i], -chunk_of[i].start_line))
+            best.append((-counts[top], -per_file[path], path, chunk_of[top]))
+        best.sort(key=lambda row: row[:3])
+        return [Span(c.path, c.start_line, c.end_line) for *_, c in best[:limit]]

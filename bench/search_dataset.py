@@ -37,7 +37,6 @@ import shutil
 import sys
 import sysconfig
 import tempfile
-import textwrap
 from collections import Counter
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -348,8 +347,3 @@ def dataset(rebuild: bool = False) -> tuple[Dataset, Path]:
         target.parent.mkdir(parents=True, exist_ok=True)
         return build(target), target
     return load(target), target
-
-
-def textwrap_query(query: Query, width: int = 70) -> str:
-    """A query shortened for tables."""
-    return textwrap.shorten(query.text, width)

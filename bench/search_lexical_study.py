@@ -57,6 +57,79 @@ DOC_STOPWORDS = frozenset(
 )
 
 
+# Common programming abbreviations → the word a docstring would use.
+ABBREVIATIONS = {
+    "addr": "address", "arg": "argument", "args": "arguments", "attr": "attribute",
+    "attrs": "attributes", "buf": "buffer", "cfg": "config", "cls": "class", "cmd": "command",
+    "conn": "connection", "cur": "current", "db": "database", "dec": "decode", "del": "delete",
+    "dir": "directory", "dirs": "directories", "dst": "destination", "elem": "element",
+    "enc": "encode", "env": "environment", "err": "error", "exc": "exception",
+    "ext": "extension", "fd": "descriptor", "fn": "function", "func": "function",
+    "idx": "index", "info": "information", "init": "initialize", "len": "length",
+    "lib": "library", "max": "maximum", "min": "minimum", "msg": "message", "num": "number",
+    "obj": "object", "opt": "option", "opts": "options", "param": "parameter",
+    "params": "parameters", "pat": "pattern", "pos": "position", "prev": "previous",
+    "proc": "process", "prog": "program", "ref": "reference", "repr": "representation",
+    "req": "request", "res": "result", "ret": "return", "sep": "separator", "seq": "sequence",
+    "sock": "socket", "src": "source", "str": "string", "sys": "system", "tmp": "temporary",
+    "val": "value", "var": "variable", "ws": "whitespace",
+}  # fmt: skip
+
+
+def compound_splitter(files: list[Path], min_count: int = 3) -> Callable[[str], list[str]]:
+    """Split lower-case compounds (``urlparse`` → url, parse) into two parts that the corpus
+    itself uses as parts of multi-part identifiers (at least ``min_count`` times, and more
+    often than the compound itself)."""
+    import collections
+    import re
+
+    from mimiverse.index import tokens
+
+    parts: collections.Counter[str] = collections.Counter()
+    for path in files:
+        for word in tokens._WORD.findall(path.read_text("utf-8", "replace")):
+            pieces = [p.lower() for p in tokens._PARTS.findall(word)]
+            if len(pieces) > 1:
+                parts.update(pieces)
+    known = {w for w, n in parts.items() if n >= min_count and len(w) >= 2 and w.isalpha()}
+
+    @functools.lru_cache(maxsize=200_000)
+    def split(word: str) -> list[str]:
+        if len(word) < 5 or not re.fullmatch(r"[a-z]+", word):
+            return []
+        best: list[str] = []
+        score = parts[word]  # a word used as a part more often than its halves stays whole
+        for i in range(2, len(word) - 1):
+            head, tail = word[:i], word[i:]
+            if head in known and tail in known and min(parts[head], parts[tail]) > score:
+                best, score = [head, tail], min(parts[head], parts[tail])
+        return best
+
+    return split
+
+
+def identifier_variant(
+    split: Callable[[str], list[str]] | None, expand: bool
+) -> Callable[[str], tuple[str, ...]]:
+    """``tokens.identifier_tokens`` plus compound parts and/or abbreviation expansions."""
+    from mimiverse.index import tokens
+
+    original = tokens.identifier_tokens
+
+    @functools.lru_cache(maxsize=200_000)
+    def identifier_tokens(word: str) -> tuple[str, ...]:
+        out = list(original(word))
+        extra: list[str] = []
+        for token in out[1:] or out:
+            pieces = split(token) if split else []
+            extra.extend(pieces)
+            if expand:
+                extra.extend(ABBREVIATIONS[t] for t in [token, *pieces] if t in ABBREVIATIONS)
+        return (*out, *extra)
+
+    return identifier_tokens
+
+
 @contextlib.contextmanager
 def patched(module: Any, name: str, value: Any) -> Iterator[None]:
     """Set ``module.name`` for the duration of the block."""
@@ -162,6 +235,23 @@ async def study(args: argparse.Namespace) -> dict[str, Any]:
             bench.indexer.store.close()
             shutil.rmtree(work, ignore_errors=True)
         print(f"  {name}: {out[name]}", flush=True)
+    if want("identifiers"):
+        import mimiverse.index.tokens as tokens_module
+
+        split = compound_splitter([ds.root / f for f in files])
+        for name, variant in {
+            "identifiers +compound parts": identifier_variant(split, False),
+            "identifiers +abbreviations": identifier_variant(None, True),
+            "identifiers +both": identifier_variant(split, True),
+        }.items():
+            with patched(tokens_module, "identifier_tokens", variant):
+                bench, work = await fresh_index(ds.root, files)
+                try:
+                    out[name] = (await score(bench.indexer, queries)).figures()
+                finally:
+                    bench.indexer.store.close()
+                    shutil.rmtree(work, ignore_errors=True)
+            print(f"  {name}: {out[name]}", flush=True)
     return out
 
 

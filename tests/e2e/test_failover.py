@@ -112,8 +112,9 @@ async def test_sigkill_first_endpoint_under_load(
         with contextlib.suppress(Exception):
             await gw.close()
 
-    before = [o for o in outcomes if o.finished < killed_at]
-    assert {o.endpoint for o in before if not o.error} == {"up0", "up1"}, "load was balanced"
+    before = [o for o in outcomes if o.started < killed_at]
+    assert any(o.endpoint == "up0" or o.failovers for o in before), "up0 carried load"
+    assert any(o.endpoint == "up1" for o in before), "up1 carried load: it was balanced"
     never_streamed_failures = [o for o in outcomes if o.error and not o.interrupted]
     assert never_streamed_failures == [], "a request with no token yet must fail over, not fail"
     for o in outcomes:

@@ -55,6 +55,7 @@ def test_health_is_green(serve: MimiServe) -> None:
     assert {e["name"]: e["detail"] for e in body["endpoints"]} == {
         "embedded-fim": "loaded",
         "embedded-chat": "loaded",
+        "embedded-embed": "loaded",
     }
 
 

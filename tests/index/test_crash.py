@@ -108,7 +108,7 @@ def test_sigkill_during_chunking_then_restart(tmp_path: Path) -> None:
 def test_sigkill_during_embedding_then_restart(tmp_path: Path, models_dir: Path) -> None:
     root = tmp_path / "project"
     root.mkdir()
-    make_project(root, 40)
+    make_project(root, 8)
     data = tmp_path / "data"
     env = {k: v for k, v in os.environ.items() if not k.startswith("MIMI_")}
     env.update(

