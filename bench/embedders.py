@@ -373,6 +373,7 @@ def worker(name: str, data_path: Path, threads: int, repeats: int) -> dict[str, 
     return {
         "chunks_per_s": len(chunks) / run_s,
         "cpu_per_thread": cpu_s / run_s / threads,
+        "chunks_per_cpu_s": len(chunks) / cpu_s,
         "mrr10": mrr,
         "r1": r1,
         "load_s": load_s,
