@@ -7,7 +7,9 @@ thread count (default 2) and the same data, cut from the CPython stdlib (seeded)
   a short warm-up, in slices of 50, each timed as the best of ``--repeats`` passes (1;
   quick 2); ``chunks_per_s`` = chunks / summed time. Inputs are cut to the model's maximum
   tokens by its own tokenizer (the e5-ort rows name the cut). ``cpu`` is CPU time per
-  thread per second of the timed passes: well under 1 means other processes took the cores.
+  thread per second of the timed passes: well under 1 means other processes took the cores
+  (``chunks_per_cpu_s``, chunks per CPU-second, is the load-independent figure; times the
+  thread count it estimates an idle machine, a little low for engines that spin).
 - quality: 300 functions with a docstring (quick: 100), one per file; the docstring is
   stripped from the code and its first sentence is the query; each query ranks all the
   stripped functions by cosine. ``mrr10``: mean reciprocal rank of the right function (0
@@ -442,13 +444,27 @@ def main() -> None:
             r.get("load_s", "-"),
             r.get("rss_mb", "-"),
             r.get("cpu_per_thread", "-"),
+            r.get("chunks_per_cpu_s", "-"),
             CANDIDATES[n].what,
         ]
         for n, r in results.items()
     ]
     print()
     print(
-        table(["candidate", "chunks/s", "MRR@10", "R@1", "load s", "RSS MB", "cpu", "what"], rows)
+        table(
+            [
+                "candidate",
+                "chunks/s",
+                "MRR@10",
+                "R@1",
+                "load s",
+                "RSS MB",
+                "cpu",
+                "chunks/cpu-s",
+                "what",
+            ],
+            rows,
+        )
     )
     emit(
         {

@@ -103,6 +103,14 @@ class Settings(BaseSettings):
         ge=0,
         description="CPU threads per embedded model; 0 = the measured best for this machine.",
     )
+    embedded_chat_threads: int = Field(
+        default=0,
+        ge=0,
+        description=(
+            "CPU threads of the embedded chat model; 0 = half the cores (min 1), so its "
+            "OpenMP threads do not slow the FIM model that shares the process (measured)."
+        ),
+    )
     embedded_fim_ctx: int = Field(
         default=4096, ge=256, description="Context tokens per slot of the embedded FIM model."
     )

@@ -276,6 +276,9 @@ class E5Encoder:
         options.inter_op_num_threads = 1
         options.log_severity_level = 3
         options.enable_cpu_mem_arena = False  # measured: same speed, ~200 MB less resident
+        # Idle workers sleep instead of spinning: the cores are shared with the llama.cpp
+        # models, and measured no slower (faster on a busy machine).
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self._session = ort.InferenceSession(
             build_graph(self.file), options, providers=["CPUExecutionProvider"]
         )
