@@ -17,6 +17,7 @@ Figures (last line, one JSON object):
   (default ``per_file=3``); ``semantic``/``hybrid`` need the gateway's ``embed`` route
   (``null`` otherwise, see ``semantic_available``).
 - ``bm25_baseline``, ``ripgrep_baseline``: see ``search_baselines.py``; same chunks.
+  ``ripgrep_count``: ripgrep ranked by occurrences instead of distinct terms.
 - ``lexical_index_s``: cold ``Indexer.sync()`` of the copy (scan, chunk, FTS insert):
   nothing to lexically searchable. ``chunks``: chunks stored.
 - ``embed_chunks_per_s``: chunks embedded by ``embed_pending()`` / its wall time
@@ -58,7 +59,6 @@ import random
 import shutil
 import sqlite3
 import string
-import sys
 import tempfile
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -79,9 +79,20 @@ QUICK_QUERIES = 200
 class SpanLike(Protocol):
     """Anything with a path and a 1-based inclusive line range."""
 
-    path: str
-    start_line: int
-    end_line: int
+    @property
+    def path(self) -> str:
+        """Relative path."""
+        ...
+
+    @property
+    def start_line(self) -> int:
+        """First line."""
+        ...
+
+    @property
+    def end_line(self) -> int:
+        """Last line."""
+        ...
 
 
 # --- judging ------------------------------------------------------------------------------
@@ -420,9 +431,17 @@ async def measure(
     out["bm25_p50_ms"] = rounded(percentile(t, 50), 2)
     if not args.no_ripgrep:
         rg = RipgrepBaseline(bench.root, chunks)
-        s, t, spans = await run_queries(sync_search(rg.search), queries, "ripgrep_baseline")
+        by_count: dict[str, Sequence[SpanLike]] = {}
+
+        def rg_search(text: str) -> list[SpanLike]:
+            by_terms, by_count[text] = rg.search_both(text)
+            return list(by_terms)
+
+        s, t, spans = await run_queries(sync_search(rg_search), queries, "ripgrep_baseline")
         results["ripgrep_baseline"], returned["ripgrep_baseline"] = s, spans
         out["ripgrep_p50_ms"] = rounded(percentile(t, 50), 2)
+        counted = Scores([first_hit(by_count[q.text], q) for q in queries])
+        out["ripgrep_count"] = counted.figures()
 
     for name in ("lexical", "semantic", "hybrid", "bm25_baseline", "ripgrep_baseline"):
         out[name] = results[name].figures() if name in results else None
@@ -488,7 +507,8 @@ def dump(
 def print_table(figures: dict[str, Any]) -> None:
     """The human-readable summary."""
     rows = []
-    for name in ("lexical", "semantic", "hybrid", "bm25_baseline", "ripgrep_baseline"):
+    names = ("lexical", "semantic", "hybrid", "bm25_baseline", "ripgrep_baseline", "ripgrep_count")
+    for name in names:
         f = figures.get(name)
         if f:
             rows.append([name, f["mrr10"], f["r1"], f["r10"]])
@@ -535,4 +555,4 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

@@ -6,10 +6,11 @@
   no stemming; Lucene's English stopwords dropped on both sides.
 - ``ripgrep_baseline``: for each query, ``rg -i -F -o -n`` with the query's distinct
   non-stopword terms (``\\w\\w+``, lower-cased, Lucene stopwords) as an OR of fixed
-  strings over the corpus (``*.py``). Every matched occurrence is counted for its file and
-  for the chunk that holds its line. Each matching file gives one result, its chunk with
-  the most occurrences (ties: the first in the file); results are ranked by that chunk's
-  count, then the file's count, then path.
+  strings over the corpus (``*.py``). Every matched occurrence (``-o``) is mapped to the
+  chunk that holds its line. Chunks are ranked by how many distinct query terms they
+  match, then by occurrences (then path and line); each file gives one result, its best
+  chunk. ``ripgrep_count``: the same output ranked by occurrences only (then the file's
+  occurrences), the literal "most matches first" reading, which big, wordy chunks win.
 """
 
 from __future__ import annotations
@@ -19,9 +20,10 @@ import re
 import shutil
 import subprocess
 from collections import Counter, defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import bm25s
 from bm25s.stopwords import STOPWORDS_EN
@@ -110,10 +112,14 @@ class RipgrepBaseline:
         return None
 
     def search(self, query: str, limit: int = 10) -> list[Span]:
-        """The ``limit`` best files, one chunk each."""
+        """The ``limit`` best files, one chunk each, by distinct terms matched."""
+        return self.search_both(query, limit)[0]
+
+    def search_both(self, query: str, limit: int = 10) -> tuple[list[Span], list[Span]]:
+        """One ``rg`` run, two rankings: by distinct terms, and by occurrences."""
         terms = self.terms(query)
         if not terms:
-            return []
+            return [], []
         args = [self.exe, "-i", "-F", "-o", "-n", "--with-filename", "--no-heading",
                 "--no-config", "--color", "never", "-g", "*.py"]  # fmt: skip
         for term in terms:
@@ -122,20 +128,35 @@ class RipgrepBaseline:
             [*args, "."], cwd=self.root, capture_output=True, text=True, check=False
         )
         per_file: Counter[str] = Counter()
-        per_chunk: dict[str, Counter[int]] = defaultdict(Counter)
+        occurrences: Counter[int] = Counter()
+        distinct: dict[int, set[str]] = defaultdict(set)
         chunk_of: dict[int, StoredChunk] = {}
         for row in proc.stdout.splitlines():
             path, _, rest = row.partition(":")
-            line_text, _, _ = rest.partition(":")
+            line_text, _, matched = rest.partition(":")
             path = path.removeprefix("./")
             per_file[path] += 1
             chunk = self._chunk_at(path, int(line_text))
             if chunk is not None:
-                per_chunk[path][chunk.chunk_id] += 1
+                occurrences[chunk.chunk_id] += 1
+                distinct[chunk.chunk_id].add(matched.lower())
                 chunk_of[chunk.chunk_id] = chunk
-        best: list[tuple[int, int, str, StoredChunk]] = []
-        for path, counts in per_chunk.items():
-            top = max(counts, key=lambda i: (counts[i], -chunk_of[i].start_line))
-            best.append((-counts[top], -per_file[path], path, chunk_of[top]))
-        best.sort(key=lambda row: row[:3])
-        return [Span(c.path, c.start_line, c.end_line) for *_, c in best[:limit]]
+
+        def one_per_file(key: Callable[[int], tuple[Any, ...]]) -> list[Span]:
+            out: list[Span] = []
+            seen: set[str] = set()
+            for i in sorted(occurrences, key=key):
+                c = chunk_of[i]
+                if c.path not in seen:
+                    seen.add(c.path)
+                    out.append(Span(c.path, c.start_line, c.end_line))
+                    if len(out) == limit:
+                        break
+            return out
+
+        def place(i: int) -> tuple[str, int]:
+            return chunk_of[i].path, chunk_of[i].start_line
+
+        by_terms = one_per_file(lambda i: (-len(distinct[i]), -occurrences[i], *place(i)))
+        by_count = one_per_file(lambda i: (-occurrences[i], -per_file[chunk_of[i].path], *place(i)))
+        return by_terms, by_count

@@ -126,7 +126,7 @@ def strip_docstrings(text: str) -> str:
             return text
         lines = text.split("\n")
         for node, expr in found:
-            body = node.body  # type: ignore[attr-defined]
+            body = node.body
             sole = len(body) == 1 and not isinstance(node, ast.Module)
             _blank_span(lines, expr, "..." if sole else "")
         # A trailing "; stmt" after a blanked docstring would start the line with ";".
