@@ -90,6 +90,7 @@ def test_always_skipped_folders(tmp_path: Path) -> None:
         "node_modules/left-pad/index.js",
         ".venv/lib/site.py",
         "venv/lib/site.py",
+        "pkg/venv/__init__.py",
         "__pycache__/mod.py",
         ".mypy_cache/x.py",
         "pkg.egg-info/PKG-INFO",
@@ -100,8 +101,10 @@ def test_always_skipped_folders(tmp_path: Path) -> None:
     ]:
         write(tmp_path, rel)
     write(tmp_path, "env311/pyvenv.cfg", "home = /usr\n")
+    write(tmp_path, "venv/pyvenv.cfg", "home = /usr\n")
     result = scan(tmp_path)
-    assert accepted(result) == ["src/build/backend.py"]
+    # A folder named venv without pyvenv.cfg is code (CPython's Lib/venv), not a virtualenv.
+    assert accepted(result) == ["pkg/venv/__init__.py", "src/build/backend.py"]
     why = reasons(result)
     assert why["node_modules"] == "excluded directory"
     assert why["build"] == "excluded directory: build output"

@@ -36,8 +36,8 @@ SKIP_DIRS = frozenset(
         ".bzr",
         "node_modules",
         "bower_components",
-        ".venv",
-        "venv",
+        ".venv",  # a plain "venv" folder may be a real package (CPython's Lib/venv):
+        # virtualenvs of any name are found by their pyvenv.cfg instead.
         "__pycache__",
         ".mypy_cache",
         ".pytest_cache",
