@@ -11,8 +11,8 @@ import pytest
 
 from mimiverse.index import tokens
 from mimiverse.index.model import Chunk, SourceFile
-from mimiverse.index.stores.base import Filters
-from mimiverse.index.stores.postgres import PostgresIndexStore, glob_to_like, tsquery
+from mimiverse.index.stores.base import Filters, glob_to_like
+from mimiverse.index.stores.postgres import PostgresIndexStore, tsquery
 
 MODEL = "embed-4d"
 """One model has one dimension in a database: tests of other widths use other names."""

@@ -31,6 +31,33 @@ class Filters:
         return not self.path_glob or fnmatch.fnmatchcase(path, self.path_glob)
 
 
+def glob_to_like(glob: str) -> str | None:
+    """A LIKE prefix (backslash escapes) to pre-filter a path glob cheaply, or None."""
+    head = glob.split("*", 1)[0].split("?", 1)[0].split("[", 1)[0]
+    if not head:
+        return None
+    return head.replace("\\", "\\\\").replace("%", r"\%").replace("_", r"\_") + "%"
+
+
+def filter_sql(filters: Filters, mark: str, *, escape: str = "") -> tuple[str, list[object]]:
+    """``AND …`` conditions on chunks aliased ``c`` for ``filters`` (the glob is only
+    pre-filtered by its LIKE prefix: check ``Filters.allows`` on the rows), with ``mark``
+    as the driver's placeholder and ``escape`` appended to the LIKE."""
+    where = ""
+    params: list[object] = []
+    if filters.language:
+        where += f" AND c.language = {mark}"
+        params.append(filters.language)
+    if filters.kind:
+        where += f" AND c.kind = {mark}"
+        params.append(filters.kind)
+    like = glob_to_like(filters.path_glob) if filters.path_glob else None
+    if like:
+        where += f" AND c.path LIKE {mark}{escape}"
+        params.append(like)
+    return where, params
+
+
 @dataclass
 class Hit:
     """A chunk returned by a search, with its score under the method that found it."""

@@ -22,7 +22,14 @@ from psycopg_pool import ConnectionPool
 
 from mimiverse.index import tokens
 from mimiverse.index.model import Chunk, SourceFile
-from mimiverse.index.stores.base import Filters, Hit, IndexStore, StoredFile, embed_text
+from mimiverse.index.stores.base import (
+    Filters,
+    Hit,
+    IndexStore,
+    StoredFile,
+    embed_text,
+    filter_sql,
+)
 
 # ts_rank weights, in PostgreSQL's order D, C, B, A: body, context, path, symbol. ts_rank
 # scores each matched term by its best-weighted occurrence (no IDF), so a 10:1 symbol:body
@@ -42,14 +49,6 @@ _LEXEMES = (
     " || setweight(to_tsvector('mimi_code', %s), 'C') || setweight(to_tsvector('mimi_code', %s), 'D')"
 )
 _HIT = "c.id, c.path, c.start_line, c.end_line, c.language, c.kind, c.symbol, c.content"
-
-
-def glob_to_like(glob: str) -> str | None:
-    """A LIKE prefix (backslash escapes) to pre-filter a path glob cheaply, or None."""
-    head = glob.split("*", 1)[0].split("?", 1)[0].split("[", 1)[0]
-    if not head:
-        return None
-    return head.replace("\\", "\\\\").replace("%", r"\%").replace("_", r"\_") + "%"
 
 
 def tsquery(terms: Iterable[str]) -> str:
@@ -76,19 +75,7 @@ def _hit(row: Sequence[Any], score: float = 0.0) -> Hit:
 
 def _filter_sql(filters: Filters) -> tuple[str, list[Any]]:
     """SQL conditions on ``c`` (chunks) for ``filters``; the glob is only pre-filtered."""
-    where = ""
-    params: list[Any] = []
-    if filters.language:
-        where += " AND c.language = %s"
-        params.append(filters.language)
-    if filters.kind:
-        where += " AND c.kind = %s"
-        params.append(filters.kind)
-    like = glob_to_like(filters.path_glob) if filters.path_glob else None
-    if like:
-        where += " AND c.path LIKE %s"
-        params.append(like)
-    return where, params
+    return filter_sql(filters, "%s")
 
 
 def _globbed(

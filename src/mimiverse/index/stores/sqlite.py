@@ -17,17 +17,19 @@ import numpy as np
 
 from mimiverse.index import tokens
 from mimiverse.index.model import Chunk, SourceFile
-from mimiverse.index.stores.base import Filters, Hit, IndexStore, StoredFile, embed_text
+from mimiverse.index.stores.base import (
+    Filters,
+    Hit,
+    IndexStore,
+    StoredFile,
+    embed_text,
+    filter_sql,
+)
 
 # bm25() column weights: symbol, path, context, body.
 WEIGHTS = (10.0, 3.0, 2.0, 1.0)
 SCHEMA_VERSION = "1"
-
-
-def _glob_to_like(glob: str) -> str | None:
-    """A LIKE prefix to pre-filter a path glob cheaply, or None."""
-    head = glob.split("*", 1)[0].split("?", 1)[0].split("[", 1)[0]
-    return head.replace("%", r"\%").replace("_", r"\_") + "%" if head else None
+_ESCAPE = " ESCAPE '\\'"  # SQLite's LIKE has no default escape character
 
 
 class SqliteIndexStore(IndexStore):
@@ -147,18 +149,9 @@ class SqliteIndexStore(IndexStore):
             " FROM chunks_fts WHERE chunks_fts MATCH ? ORDER BY score LIMIT ?) r"
             " JOIN chunks c ON c.id = r.rowid WHERE 1=1"
         )
-        params: list[object] = [*WEIGHTS, match, window]
-        if filters.language:
-            sql += " AND c.language = ?"
-            params.append(filters.language)
-        if filters.kind:
-            sql += " AND c.kind = ?"
-            params.append(filters.kind)
-        like = _glob_to_like(filters.path_glob) if filters.path_glob else None
-        if like:
-            sql += " AND c.path LIKE ? ESCAPE '\\'"
-            params.append(like)
-        sql += " ORDER BY r.score LIMIT ?"
+        where, extra = filter_sql(filters, "?", escape=_ESCAPE)
+        sql += where + " ORDER BY r.score LIMIT ?"
+        params: list[object] = [*WEIGHTS, match, window, *extra]
         params.append(limit * 4 if filters.path_glob else limit)
         with self._read_lock:
             rows = self._read.execute(sql, params).fetchall()
@@ -249,18 +242,8 @@ class SqliteIndexStore(IndexStore):
         return iter(rows)
 
     def filtered_ids(self, filters: Filters) -> list[int]:
-        sql = "SELECT id, path, language, kind FROM chunks WHERE 1=1"
-        params: list[object] = []
-        if filters.language:
-            sql += " AND language = ?"
-            params.append(filters.language)
-        if filters.kind:
-            sql += " AND kind = ?"
-            params.append(filters.kind)
-        like = _glob_to_like(filters.path_glob) if filters.path_glob else None
-        if like:
-            sql += " AND path LIKE ? ESCAPE '\\'"
-            params.append(like)
+        where, params = filter_sql(filters, "?", escape=_ESCAPE)
+        sql = "SELECT c.id, c.path, c.language, c.kind FROM chunks c WHERE 1=1" + where
         with self._read_lock:
             rows = self._read.execute(sql, params).fetchall()
         return [r[0] for r in rows if filters.allows(r[1], r[2], r[3])]
