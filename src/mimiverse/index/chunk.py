@@ -210,13 +210,19 @@ def _windows(lines: list[str], start: int, end: int, size: int) -> list[tuple[in
             return out
         count = -(-remaining // size)
         target = start + -(-remaining // count) - 1
-        cut = target
-        for row in range(target, target - max(1, (target - start) // 4), -1):
-            if _blank(lines[row]):
-                cut = row
-                break
+        cut = _blank_near(lines, target, start + max(1, (target - start) * 3 // 4), start + size - 1)
         out.append(_trim(lines, start, cut))
         start = cut + 1
+
+
+def _blank_near(lines: list[str], target: int, low: int, high: int) -> int:
+    """The blank row nearest ``target`` within ``low..high`` (later rows first on a tie:
+    the first window then keeps at least its balanced share), else ``target``."""
+    for offset in range(max(target - low, high - target) + 1):
+        for row in (target + offset, target - offset):
+            if low <= row <= high and _blank(lines[row]):
+                return row
+    return target
 
 
 def _merge(pieces: list[_Piece], max_lines: int, min_lines: int) -> list[_Piece]:
@@ -276,7 +282,9 @@ def _emit(
         start, end = _trim(lines, piece.start, piece.end)
         spans = [(start, end)]
         context = piece.context
-        if end - start + 1 > max_lines:
+        # A function is worth more whole than cut mid-body: it may run half again as long.
+        limit = max_lines * 3 // 2 if piece.kind in CALLABLES else max_lines
+        if end - start + 1 > limit:
             spans = _windows(lines, start, end, max_lines)
             if piece.signature and piece.signature not in context:
                 context = f"{context}\n{piece.signature}"
@@ -462,7 +470,9 @@ class _CodeChunker:
         weight = item.last - item.first + 2
         loose = item.first == item.last
         whole = _Piece(item.first, item.last, kind, symbol, context, weight, signature, loose)
-        if item.last - item.first + 1 <= self.max_lines or kind not in CONTAINERS:
+        # Containers are always cut at their members, so each method is found on its own;
+        # small neighbours are merged back below (a tiny class stays one chunk).
+        if kind not in CONTAINERS:
             return [whole]
         header_row = item.node.start_point[0]
         members = self.place(item.children, header_row)
