@@ -66,7 +66,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from _common import emit, load_check, percentile, rounded, table
+from _common import SEED, emit, load_check, percentile, rounded, table
 from search_baselines import Bm25Baseline, RipgrepBaseline, StoredChunk
 from search_dataset import Dataset, Query, dataset, file_order
 
@@ -203,6 +203,7 @@ class Bench:
     gateway: Any
     db: Path
     semantic: bool
+    settings: Any = None
     extra_gateways: list[Any] = field(default_factory=list)
 
 
@@ -220,7 +221,7 @@ async def open_bench(root: Path, data_dir: Path, *, semantic: bool) -> Bench:
     if semantic and not has_embed:
         print("no embed route in the gateway: semantic and hybrid-with-vectors skipped", flush=True)
     db = index_dir(settings, root) / "index.sqlite3"
-    return Bench(root, data_dir, indexer, gateway, db, semantic and has_embed)
+    return Bench(root, data_dir, indexer, gateway, db, semantic and has_embed, settings)
 
 
 def bench_settings(root: Path, data_dir: Path, **extra: Any) -> Any:
@@ -248,6 +249,52 @@ async def run_queries(
     took = time.perf_counter() - began
     print(f"  {label}: {len(queries)} queries in {took:.1f}s", flush=True)
     return scores, times, returned
+
+
+def vector_cache_path(bench: Bench) -> Path:
+    """Where ``--reuse-vectors`` keeps vectors: per model and token cut, keyed by chunk hash."""
+    from search_dataset import cache_dir
+
+    tokens = bench.settings.embedded_embed_max_tokens
+    name = f"vectors-{bench.indexer.embed_model}-{tokens}.sqlite3".replace("/", "_")
+    return cache_dir() / name
+
+
+def import_vectors(db: Path, cache: Path, model: str, fresh: int) -> int:
+    """Copy cached vectors of this index's chunks into it, except a seeded sample of
+    ``fresh`` chunks, which are left to be embedded (so ``embed_chunks_per_s`` is still a
+    measurement). Returns how many were copied."""
+    if not cache.exists():
+        return 0
+    with contextlib.closing(sqlite3.connect(db)) as conn:
+        hashes = sorted({h for (h,) in conn.execute("SELECT content_hash FROM chunks")})
+        leave = set(random.Random(SEED).sample(hashes, min(fresh, len(hashes))))
+        conn.execute("ATTACH DATABASE ? AS cache", (str(cache),))
+        rows = conn.execute(
+            "SELECT content_hash, vector FROM cache.vectors WHERE model = ?", (model,)
+        ).fetchall()
+        wanted = set(hashes) - leave
+        keep = [(h, model, v) for h, v in rows if h in wanted]
+        with conn:
+            conn.executemany("INSERT OR IGNORE INTO main.vectors VALUES (?, ?, ?)", keep)
+    return len(keep)
+
+
+def export_vectors(db: Path, cache: Path, model: str) -> None:
+    """Add this index's vectors to the cache file."""
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    with contextlib.closing(sqlite3.connect(cache)) as conn:
+        conn.execute(
+            "CREATE TABLE IF NOT EXISTS vectors (content_hash TEXT NOT NULL, model TEXT NOT NULL,"
+            " vector BLOB NOT NULL, PRIMARY KEY (content_hash, model)) WITHOUT ROWID"
+        )
+        conn.execute("ATTACH DATABASE ? AS idx", (str(db),))
+        with conn:
+            conn.execute(
+                "INSERT OR IGNORE INTO main.vectors SELECT content_hash, model, vector"
+                " FROM idx.vectors WHERE model = ?",
+                (model,),
+            )
 
 
 def indexer_search(indexer: Any, mode: str) -> Callable[[str], Awaitable[Sequence[SpanLike]]]:
@@ -385,6 +432,12 @@ async def measure(
 
     out["semantic_available"] = bench.semantic
     out["embed_chunks_per_s"] = None
+    cache = vector_cache_path(bench) if bench.semantic and args.reuse_vectors else None
+    if cache is not None:
+        reused = import_vectors(bench.db, cache, indexer.embed_model, args.timed_embed)
+        out["vectors_reused"] = reused
+        print(f"reused {reused} vectors from {cache}; the rest are embedded (and timed)",
+              flush=True)  # fmt: skip
     if bench.semantic:
         print(f"embedding {status['chunks']} chunks with {indexer.embed_model} …", flush=True)
         t0 = time.perf_counter()
@@ -392,7 +445,10 @@ async def measure(
         took = time.perf_counter() - t0
         out["embed_chunks_per_s"] = rounded(done / took if took else float("nan"), 1)
         out["embed_s"] = rounded(took, 1)
+        out["embedded"] = done
         print(f"  {done} chunks in {took:.1f} s", flush=True)
+        if cache is not None:
+            export_vectors(bench.db, cache, indexer.embed_model)
 
     if bench.semantic:
         # Queries are encoded with 1 thread (BENCHMARKS.md): the same model id, so the same
@@ -548,6 +604,15 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--dump", default="", help="write per-query ranks and spans (JSON)")
     parser.add_argument("--rebuild", action="store_true", help="rebuild the cached dataset")
     parser.add_argument("--keep", action="store_true", help="keep the temp corpus and index")
+    parser.add_argument(
+        "--reuse-vectors",
+        action="store_true",
+        help="take vectors of unchanged chunks from earlier runs (a cache per model and token "
+        "cut); only --timed-embed chunks and new ones are embedded (development runs)",
+    )
+    parser.add_argument(
+        "--timed-embed", type=int, default=600, help="with --reuse-vectors: chunks left to embed"
+    )
     args = parser.parse_args(argv)
     figures = asyncio.run(run(args))
     print_table(figures)
