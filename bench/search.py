@@ -69,6 +69,7 @@ from typing import Any, Protocol
 from _common import SEED, emit, load_check, percentile, rounded, table
 from search_baselines import Bm25Baseline, RipgrepBaseline, StoredChunk
 from search_dataset import Dataset, Query, dataset, file_order
+from search_scale import add_distractors
 
 QUICK_FILES = 150
 QUICK_LINES = 12_000
@@ -396,6 +397,11 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     try:
         root = work / "corpus"
         copy_corpus(ds.root, files, root)
+        if args.scale:
+            added, estimate = add_distractors(root, args.scale)
+            figures["distractor_files"] = added
+            print(f"scale: +{added} installed-package files (docstrings stripped), "
+                  f"~{estimate} chunks", flush=True)  # fmt: skip
         bench = await open_bench(root, work / "data", semantic=not args.no_semantic)
         try:
             figures.update(await measure(bench, files, queries, args))
@@ -609,6 +615,13 @@ def main(argv: Sequence[str] | None = None) -> None:
         action="store_true",
         help="take vectors of unchanged chunks from earlier runs (a cache per model and token "
         "cut); only --timed-embed chunks and new ones are embedded (development runs)",
+    )
+    parser.add_argument(
+        "--scale",
+        type=int,
+        default=0,
+        help="add installed packages' sources (docstrings stripped) until ~N chunks "
+        "(BENCHMARKS.md scale run, e.g. 100000); queries stay the stdlib ones",
     )
     parser.add_argument(
         "--timed-embed", type=int, default=600, help="with --reuse-vectors: chunks left to embed"

@@ -441,7 +441,9 @@ def search(
             table.add_row(str(n), escape(f"{hit.path}:{hit.start_line}-{hit.end_line}"),
                           escape(hit.symbol), hit.kind, ranks)  # fmt: skip
         console.print(table)
-        console.print(f"[dim]{result.took_ms:.1f} ms, {result.status['vectors_complete']:.0%} vectors[/dim]")
+        console.print(
+            f"[dim]{result.took_ms:.1f} ms, {result.status['vectors_complete']:.0%} vectors[/dim]"
+        )
 
     try:
         asyncio.run(main())

@@ -33,7 +33,11 @@ def client(serve: MimiServe) -> Iterator[openai.OpenAI]:
 
 
 def test_models(client: openai.OpenAI) -> None:
-    assert [m.id for m in client.models.list()] == ["embedded-fim", "embedded-chat", "embedded-embed"]
+    assert [m.id for m in client.models.list()] == [
+        "embedded-fim",
+        "embedded-chat",
+        "embedded-embed",
+    ]
 
 
 def test_chat_stream(client: openai.OpenAI) -> None:

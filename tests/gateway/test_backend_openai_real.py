@@ -32,7 +32,9 @@ def server(tmp_path_factory: pytest.TempPathFactory, fim_gguf: Path) -> Iterator
 
 @pytest.fixture(scope="module")
 def embed_server(tmp_path_factory: pytest.TempPathFactory, fim_gguf: Path) -> Iterator[LlamaServer]:
-    proc = LlamaServer(fim_gguf, tmp_path_factory.mktemp("llama-embed") / "server.log", embedding=True)
+    proc = LlamaServer(
+        fim_gguf, tmp_path_factory.mktemp("llama-embed") / "server.log", embedding=True
+    )
     yield proc
     proc.kill()
 

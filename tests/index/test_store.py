@@ -61,6 +61,24 @@ def test_code_aware_tokens() -> None:
     assert tokens.query_terms("Return the user's name") == ["return", "user", "name"]
 
 
+def test_compounds_are_split_and_abbreviations_expanded() -> None:
+    assert tokens.identifier_tokens("readlines") == ("readlines", "read", "lines")
+    assert tokens.identifier_tokens("isdir") == ("isdir", "is", "dir", "directory")
+    assert tokens.identifier_tokens("msg_count") == ("msgcount", "msg", "count", "message")
+    assert tokens.identifier_tokens("parse") == ("parse",), "a word of its own stays whole"
+    assert tokens.split_compound("ison") is None, "too short to split"
+    assert tokens.query_terms("the directory") == ["directory"], "queries are not expanded"
+
+
+def test_lexical_finds_compounds_and_abbreviations(store: IndexStore) -> None:
+    store.replace_file(source("src/fs.py"), "h1", [
+        chunk("src/fs.py", "isdir", "def isdir(p):\n    return stat(p).mode"),
+        chunk("src/fs.py", "readlines", "def readlines(f):\n    return f.split()", line=4),
+    ])  # fmt: skip
+    assert search(store, "is it a directory")[0] == "isdir"
+    assert search(store, "read the lines")[0] == "readlines"
+
+
 def test_lexical_splits_identifiers_and_weights_symbols(store: IndexStore) -> None:
     seed(store)
     assert search(store, "user name")[0] == "getUserName"

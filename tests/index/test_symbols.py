@@ -4,24 +4,24 @@ from __future__ import annotations
 
 from mimiverse.index.symbols import SymbolMap, extract_tags
 
-MODELS = '''class User:
+MODELS = """class User:
     def full_name(self):
         return self.first + self.last
 
 
 def load_user(db, uid):
     return User()
-'''
-VIEWS = '''from models import load_user
+"""
+VIEWS = """from models import load_user
 
 
 def show(db, uid):
     user = load_user(db, uid)
     return user.full_name()
-'''
-UTIL = '''def helper():
+"""
+UTIL = """def helper():
     return 1
-'''
+"""
 
 
 def build() -> SymbolMap:
@@ -35,7 +35,11 @@ def build() -> SymbolMap:
 def test_extract_tags_definitions_and_references() -> None:
     tags = extract_tags("models.py", MODELS, "python")
     defs = {(t.name, t.kind, t.line) for t in tags if t.role == "def"}
-    assert defs == {("User", "class", 1), ("full_name", "function", 2), ("load_user", "function", 6)}
+    assert defs == {
+        ("User", "class", 1),
+        ("full_name", "function", 2),
+        ("load_user", "function", 6),
+    }
     refs = {t.name for t in tags if t.role == "ref"}
     assert "User" in refs
     assert next(t for t in tags if t.name == "load_user").signature == "def load_user(db, uid):"

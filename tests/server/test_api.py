@@ -42,7 +42,9 @@ def sse(text: str) -> list[Any]:
     return events
 
 
-async def test_fim_returns_completion_latency_cached(client: httpx.AsyncClient, fake: FakeBackend) -> None:
+async def test_fim_returns_completion_latency_cached(
+    client: httpx.AsyncClient, fake: FakeBackend
+) -> None:
     fake.enqueue("return ", "a + b")
     body = {"prefix": "def add(a, b):\n    ", "suffix": "\n", "language": "python"}
     first = (await client.post("/api/ai/fim", json=body)).json()
@@ -71,7 +73,9 @@ async def test_stream_failure_after_tokens_ends_with_error_event(
     assert '"done": true' not in resp.text
 
 
-async def test_chat_completions_stream_openai_shape(client: httpx.AsyncClient, fake: FakeBackend) -> None:
+async def test_chat_completions_stream_openai_shape(
+    client: httpx.AsyncClient, fake: FakeBackend
+) -> None:
     fake.enqueue("Hel", "lo")
     body = {"model": "fake-a", "messages": [{"role": "user", "content": "hi"}], "stream": True}
     events = sse((await client.post("/v1/chat/completions", json=body)).text)
@@ -101,7 +105,9 @@ async def test_chat_completions_non_stream(client: httpx.AsyncClient, fake: Fake
     assert data["usage"]["completion_tokens"] == 1
 
 
-async def test_v1_completions_prompt_suffix_is_fim(client: httpx.AsyncClient, fake: FakeBackend) -> None:
+async def test_v1_completions_prompt_suffix_is_fim(
+    client: httpx.AsyncClient, fake: FakeBackend
+) -> None:
     fake.enqueue("middle")
     data = (await client.post("/v1/completions", json={"prompt": "pre", "suffix": "post"})).json()
     assert data["choices"][0]["text"] == "middle"

@@ -29,6 +29,9 @@ from mimiverse.index.model import Chunk
 
 log = logging.getLogger("mimiverse.index.chunk")
 
+VERSION = "2"
+"""Bump when the chunks cut from a text change: indexes re-cut their files."""
+
 WINDOW_LINES = 60
 """Line-window size for files without a grammar (capped by ``max_lines``)."""
 
@@ -210,7 +213,9 @@ def _windows(lines: list[str], start: int, end: int, size: int) -> list[tuple[in
             return out
         count = -(-remaining // size)
         target = start + -(-remaining // count) - 1
-        cut = _blank_near(lines, target, start + max(1, (target - start) * 3 // 4), start + size - 1)
+        cut = _blank_near(
+            lines, target, start + max(1, (target - start) * 3 // 4), start + size - 1
+        )
         out.append(_trim(lines, start, cut))
         start = cut + 1
 

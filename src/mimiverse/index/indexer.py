@@ -22,6 +22,7 @@ import numpy as np
 
 from mimiverse.errors import MimiError
 from mimiverse.index import tokens
+from mimiverse.index.chunk import VERSION as CHUNKER_VERSION
 from mimiverse.index.chunk import chunk_file
 from mimiverse.index.hybrid import cap_per_file, fuse
 from mimiverse.index.model import SourceFile
@@ -59,6 +60,11 @@ class SearchResult:
     mode: str
     took_ms: float
     status: dict[str, Any]
+
+
+def index_format() -> str:
+    """The chunker's and the tokenizer's versions: an index made by others is re-cut."""
+    return f"chunks-{CHUNKER_VERSION}/tokens-{tokens.VERSION}"
 
 
 def file_hash(data: bytes) -> str:
@@ -104,15 +110,25 @@ class Indexer:
             report = SyncReport(scanned=len(result.files))
             report.skipped = [{"path": s.path, "reason": s.reason} for s in result.skipped]
             known = self.store.files()
+            # Chunks cut or tokenised by an older version: every file is cut again (the
+            # vectors of chunks that come out the same are kept: they are keyed by hash).
+            current = index_format()
+            stale = self.store.get_meta("format") != current
             seen: set[str] = set()
             total = len(result.files)
             for n, file in enumerate(result.files, start=1):
                 seen.add(file.path)
                 stored = known.get(file.path)
-                if stored and stored.size == file.size and stored.mtime_ns == file.mtime_ns:
+                if (
+                    not stale
+                    and stored
+                    and stored.size == file.size
+                    and stored.mtime_ns == file.mtime_ns
+                ):
                     report.unchanged += 1
                 else:
-                    added = self._index_file(file, stored.file_hash if stored else None)
+                    old = stored.file_hash if stored and not stale else None
+                    added = self._index_file(file, old)
                     if added is None:
                         report.unchanged += 1
                     else:
@@ -124,6 +140,8 @@ class Indexer:
             if gone:
                 self._drop_files(gone)
                 report.deleted = len(gone)
+            if stale:
+                self.store.set_meta("format", current)
             report.seconds = time.perf_counter() - began
             self.last_sync = report
             self.skipped = report.skipped
@@ -302,11 +320,23 @@ class Indexer:
         filters = filters or Filters()
         fetch = max(limit * 5, 50)
         rankings: dict[str, list[Hit]] = {}
+        # Both rankings at once: the store's query and the query's encoding each hold a core.
+        lexical = semantic = None
         if mode in ("hybrid", "lexical"):
             terms = tokens.query_terms(query)
-            rankings["lexical"] = await asyncio.to_thread(self.store.lexical, terms, fetch, filters)
+            lexical = asyncio.ensure_future(
+                asyncio.to_thread(self.store.lexical, terms, fetch, filters)
+            )
         if mode in ("hybrid", "semantic"):
-            semantic = await self._semantic(query, fetch, filters)
+            try:
+                semantic = await self._semantic(query, fetch, filters)
+            except BaseException:
+                if lexical is not None:
+                    lexical.cancel()
+                raise
+        if lexical is not None:
+            rankings["lexical"] = await lexical
+        if mode in ("hybrid", "semantic"):
             if semantic is not None:
                 rankings["semantic"] = semantic
             elif mode == "semantic":
