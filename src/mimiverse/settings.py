@@ -192,6 +192,38 @@ class Settings(BaseSettings):
         description="Keep the index in PostgreSQL + pgvector (postgresql://…) instead of SQLite.",
     )
 
+    # --- completions (complete/) --------------------------------------------------------
+    complete_prefix_tokens: int = Field(
+        default=640,
+        ge=32,
+        description=(
+            "Tokens of text before the place the user types at, sent for an inline completion "
+            "(the window's start moves in quarter-window steps so the KV cache stays valid)."
+        ),
+    )
+    complete_suffix_tokens: int = Field(
+        default=128,
+        ge=0,
+        description=(
+            "Tokens of text after the cursor sent. The model reads them once per place the "
+            "user types at, not per keystroke (typing goes after the FIM middle token)."
+        ),
+    )
+    complete_context_tokens: int = Field(
+        default=256,
+        ge=0,
+        description="Tokens of related snippets (definitions used near the cursor, recent files).",
+    )
+    complete_line_tokens: int = Field(
+        default=24, ge=1, description="Most tokens generated for a single-line completion."
+    )
+    complete_block_tokens: int = Field(
+        default=64, ge=1, description="Most tokens generated for a multi-line (block) completion."
+    )
+    complete_recent_files: int = Field(
+        default=4, ge=0, description="Recently edited files kept per editor as completion context."
+    )
+
     # --- cache --------------------------------------------------------------------------
     cache_store: Literal["auto", "memory", "sqlite", "redis", "off"] = Field(
         default="auto",

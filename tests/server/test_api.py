@@ -56,7 +56,7 @@ async def test_fim_returns_completion_latency_cached(
 
 async def test_fim_stream_sse(client: httpx.AsyncClient, fake: FakeBackend) -> None:
     fake.enqueue("x", "y")
-    resp = await client.post("/api/ai/fim/stream", json={"prefix": "a", "suffix": "b"})
+    resp = await client.post("/api/ai/fim/stream", json={"prefix": "a = ", "suffix": "b"})
     assert resp.headers["content-type"].startswith("text/event-stream")
     events = sse(resp.text)
     assert events[:2] == [{"text": "x"}, {"text": "y"}]
@@ -67,7 +67,7 @@ async def test_stream_failure_after_tokens_ends_with_error_event(
     client: httpx.AsyncClient, fake: FakeBackend
 ) -> None:
     fake.enqueue("one", "two", fail_after=1)
-    resp = await client.post("/api/ai/fim/stream", json={"prefix": "z"})
+    resp = await client.post("/api/ai/fim/stream", json={"prefix": "z = "})
     assert resp.status_code == 200
     assert "event: error" in resp.text and "stream_interrupted" in resp.text
     assert '"done": true' not in resp.text

@@ -62,6 +62,16 @@ class ChatRequest:
     response_format: dict[str, Any] | None = None
 
 
+@dataclass(frozen=True)
+class FimFile:
+    """A related file or snippet shown to the model before the FIM prompt."""
+
+    path: str
+    text: str
+    header: str = ""
+    """A comment line naming ``path`` in the file's language, for families without repo tokens."""
+
+
 @dataclass
 class FimRequest:
     """Fill in the middle: the text between ``prefix`` and ``suffix``."""
@@ -73,6 +83,18 @@ class FimRequest:
     stop: list[str] = field(default_factory=list)
     language: str = ""
     path: str = ""
+    files: list[FimFile] = field(default_factory=list)
+    """Repo-level context (related definitions, recently edited files), most relevant last."""
+    repo: str = ""
+    """Project name for families with a repo-level format (``<|repo_name|>``)."""
+    n_indent: int = 0
+    """llama.cpp servers stop a line indented less than this (0 = off); others ignore it."""
+    middle: str = ""
+    """Text the middle starts with, written after the FIM middle token; the model continues it.
+
+    The user's own typing since an anchor goes here, so consecutive keystrokes only extend
+    the prompt's end and the KV cache keeps everything before (prefix and suffix alike).
+    """
 
 
 @dataclass

@@ -140,7 +140,7 @@ class Gateway:
         self, request: FimRequest, model: str | None = None, info: StreamInfo | None = None
     ) -> AsyncIterator[Delta]:
         """Stream a fill-in-the-middle completion (cached completions come back whole)."""
-        if not request.prefix and not request.suffix:
+        if not request.prefix and not request.suffix and not request.middle:
             raise EmptyInput(
                 "prefix and suffix are both empty: send the text before and after the cursor"
             )
@@ -153,6 +153,11 @@ class Gateway:
             info or StreamInfo(),
             use_cache=request.temperature == 0,
         )
+
+    def fim_cache_key(self, request: FimRequest, model: str | None = None) -> str:
+        """The response-cache key of ``request`` (to store a stream its caller cut short)."""
+        resolved = self.resolve(model, "fim")
+        return self.cache.cache_key(self._cache_model("fim", resolved), "fim", _fim_key(request))
 
     async def fim(self, request: FimRequest, model: str | None = None) -> Completion:
         """A whole fill-in-the-middle completion."""
@@ -309,6 +314,11 @@ def _fim_key(request: FimRequest) -> dict[str, Any]:
         "max_tokens": request.max_tokens,
         "temperature": request.temperature,
         "stop": request.stop,
+        "files": [(f.path, f.text) for f in request.files],
+        "repo": request.repo,
+        "path": request.path,
+        "n_indent": request.n_indent,
+        "middle": request.middle,
     }
 
 

@@ -42,6 +42,7 @@ def create_app(settings: Settings | None = None, gateway: Gateway | None = None)
         try:
             yield
         finally:
+            await app.state.completer.close()
             if index is not None:
                 await index.close()
             await gw.close()
@@ -51,6 +52,9 @@ def create_app(settings: Settings | None = None, gateway: Gateway | None = None)
     app.state.gateway = gw
     app.state.started = time.time()
     app.state.index = None
+    from mimiverse.complete.service import build_completer
+
+    app.state.completer = build_completer(settings, gw, lambda: app.state.index)
     _install_error_handlers(app)
     _install_middleware(app, settings)
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -56,18 +56,49 @@ class EmbeddingsBody(_Lenient):
     input: str | list[str]
 
 
+class FimFileBody(BaseModel):
+    """A file the editor offers as context (an open tab)."""
+
+    model_config = ConfigDict(extra="forbid")
+    path: str = Field(max_length=1000)
+    text: str = Field(max_length=20_000)
+
+
 class FimBody(BaseModel):
     """POST /api/ai/fim and /api/ai/fim/stream."""
 
     model_config = ConfigDict(extra="forbid")
     prefix: str = Field(default="", max_length=200_000)
     suffix: str = Field(default="", max_length=200_000)
-    language: str = ""
-    path: str = ""
+    language: str = Field(default="", max_length=64)
+    path: str = Field(default="", max_length=1000)
     model: str | None = None
-    max_tokens: int = Field(default=128, ge=1, le=2048)
+    max_tokens: int | None = Field(
+        default=None, ge=1, le=2048, description="Default: the line or block budget."
+    )
     temperature: float = Field(default=0.0, ge=0, le=2)
-    stop: list[str] = Field(default_factory=list)
+    stop: list[str] = Field(default_factory=list, max_length=16)
+    session: str | None = Field(
+        default=None,
+        max_length=200,
+        description="Editor id: requests of one editor cancel and reuse each other's work.",
+    )
+    files: list[FimFileBody] = Field(default_factory=list, max_length=8)
+    multiline: bool | None = Field(
+        default=None, description="Force one line (false) or a block (true); default: decided."
+    )
+    context: bool = Field(default=True, description="false: prefix and suffix only.")
+
+
+class FimFeedbackBody(BaseModel):
+    """POST /api/ai/fim/feedback."""
+
+    model_config = ConfigDict(extra="forbid")
+    id: str = Field(min_length=1, max_length=100, description="The suggestion's id.")
+    event: Literal["shown", "accepted", "rejected", "retained"]
+    retained_chars: int | None = Field(
+        default=None, ge=0, description="For event 'retained': accepted characters still there."
+    )
 
 
 def stops(value: str | list[str] | None) -> list[str]:

@@ -12,12 +12,14 @@ that is never shown, so the in-process calls are the only way in.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import dataclasses
 import logging
 import os
 import secrets
 import threading
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +34,7 @@ from mimiverse.gateway.base import (
     ModelBackend,
     Usage,
 )
+from mimiverse.gateway.gguf import GgufError, read_meta
 
 log = logging.getLogger("mimiverse.gateway.embedded")
 
@@ -64,12 +67,18 @@ class EmbeddedBackend(ModelBackend):
         probe: Callable[[], object] | None = None,
         verbose: bool = False,
         tools: bool = False,
+        cache_prompt: bool = True,
     ) -> None:
         self._verbose = verbose
         self._resolve = model_file if callable(model_file) else (lambda: model_file)
         self._probe = probe or self._resolve
         self._parallel = parallel
         self._threads = threads or default_threads()
+        self._cache_prompt = cache_prompt
+        """Keep each slot's KV cache for the next prompt (off only to measure its worth)."""
+        self._fim_configured = bool(fim_template)
+        self._no_fim = ""
+        """Why this model cannot serve fim (no FIM tokens in its tokenizer); empty when it can."""
         template = fim_templates.get(fim_template) if fim_template else None
         if template is None and "fim" in tasks:
             template = fim_templates.detect(
@@ -116,12 +125,13 @@ class EmbeddedBackend(ModelBackend):
                 params.hostnames = ["127.0.0.1"]
                 params.use_jinja = True
                 params.warmup = True
+                params.endpoint_metrics = True  # llama.cpp's counters, for counters()
                 # llama.cpp's own log: errors only, unless MIMI_LOG_LEVEL=debug.
                 params.verbosity = 3 if self._verbose else 1
+                if self.capabilities.fim and not self._fim_configured:
+                    self._detect_template(path)
                 self._server = xllamacpp.Server(params)
                 self.load_seconds = time.perf_counter() - started
-                if self._template is None and self.capabilities.fim:
-                    self._template = fim_templates.detect(path.name)
                 self._load_error = None
                 log.info("loaded %s from %s in %.1fs", self.name, path, self.load_seconds)
             except WeightsError as exc:
@@ -135,6 +145,24 @@ class EmbeddedBackend(ModelBackend):
                     retryable=True,
                     endpoint=self.name,
                 ) from exc
+
+    def _detect_template(self, path: Path) -> None:
+        """The FIM family from the tokenizer's control tokens (names only when unreadable)."""
+        try:
+            meta = read_meta(path)
+        except (OSError, GgufError) as exc:
+            log.warning("%s: cannot read GGUF metadata (%s); FIM template by name", path, exc)
+            self._template = self._template or fim_templates.detect(path.name)
+            return
+        template = fim_templates.detect_vocab(meta.tokens)
+        if template is None:
+            self._template = None
+            self._no_fim = fim_templates.no_fim_message(meta.name or path.name, self.name)
+            self.capabilities = dataclasses.replace(self.capabilities, fim=False, fim_template="")
+            log.error("%s", self._no_fim)
+            return
+        self._template = template
+        self.capabilities = dataclasses.replace(self.capabilities, fim_template=template.family)
 
     async def start(self) -> None:
         """Load the model on a worker thread."""
@@ -162,21 +190,47 @@ class EmbeddedBackend(ModelBackend):
 
     def fim_prompt(self, request: FimRequest) -> tuple[str, list[str]]:
         """The raw FIM prompt and stop strings for ``request``."""
+        if self._no_fim:
+            raise UpstreamError(self._no_fim, retryable=True, endpoint=self.name)
         template = self._template or fim_templates.get("qwen")
-        return template.render(request.prefix, request.suffix), [*template.stop, *request.stop]
+        prompt = template.render(
+            request.prefix,
+            request.suffix,
+            request.files,
+            repo=request.repo,
+            path=request.path,
+            middle=request.middle,
+        )
+        return prompt, [*template.stop, *request.stop]
 
     def fim_stream(self, request: FimRequest) -> AsyncIterator[Delta]:
         """Stream a completion from the raw FIM prompt."""
+        return self._fim_stream(request)
+
+    async def _fim_stream(self, request: FimRequest) -> AsyncIterator[Delta]:
+        if self._server is None:
+            await self.start()  # the tokenizer decides the template, so load first
         prompt, stop = self.fim_prompt(request)
-        body = {
+        body: dict[str, Any] = {
             "prompt": prompt,
             "max_tokens": request.max_tokens,
             "temperature": request.temperature,
             "stop": stop,
-            "cache_prompt": True,
+            "cache_prompt": self._cache_prompt,
             "stream": True,
         }
-        return self._stream("completions", body)
+        if request.n_indent > 0:
+            body["n_indent"] = request.n_indent
+        async with contextlib.aclosing(self._stream("completions", body)) as stream:
+            async for delta in stream:
+                yield delta
+
+    def counters(self) -> dict[str, float]:
+        """llama.cpp's own counters (``llamacpp:n_decode_total`` …); empty before loading."""
+        server = self._server
+        if server is None:
+            return {}
+        return parse_metrics(str(server.handle_metrics()))
 
     def chat_stream(self, request: ChatRequest) -> AsyncIterator[Delta]:
         """Stream a chat answer with the model's own chat template."""
@@ -199,7 +253,7 @@ class EmbeddedBackend(ModelBackend):
             body["response_format"] = request.response_format
         return self._stream("chat", body)
 
-    async def _stream(self, kind: str, body: dict[str, Any]) -> AsyncIterator[Delta]:
+    async def _stream(self, kind: str, body: dict[str, Any]) -> AsyncGenerator[Delta, None]:
         if self._server is None:
             await self.start()
         server = self._server
@@ -284,6 +338,20 @@ class EmbeddedBackend(ModelBackend):
             retryable=not (isinstance(code, int) and 400 <= code < 500),
             endpoint=self.name,
         )
+
+
+def parse_metrics(text: str) -> dict[str, float]:
+    """Prometheus text exposition → ``{name: value}`` (llama.cpp's counters are unlabelled)."""
+    values: dict[str, float] = {}
+    for line in text.splitlines():
+        if not line or line.startswith("#"):
+            continue
+        name, _, value = line.rpartition(" ")
+        try:
+            values[name.strip()] = float(value)
+        except ValueError:
+            continue
+    return values
 
 
 def _usage(raw: Any) -> Usage | None:

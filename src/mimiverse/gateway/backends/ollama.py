@@ -41,6 +41,7 @@ from mimiverse.gateway.base import (
     Health,
     Usage,
 )
+from mimiverse.gateway.fim_templates import context_block
 from mimiverse.settings import EndpointSettings
 
 log = logging.getLogger("mimiverse.gateway.ollama")
@@ -286,15 +287,27 @@ class OllamaBackend(HttpBackend):
 
     async def fim_stream(self, request: FimRequest) -> AsyncIterator[Delta]:
         """Stream ``/api/generate`` with ``suffix`` (or a raw template prompt)."""
-        await self._check_fits(len(request.prefix) + len(request.suffix), request.max_tokens)
+        context = sum(len(f.text) + len(f.path) for f in request.files)
+        await self._check_fits(
+            len(request.prefix) + len(request.suffix) + context, request.max_tokens
+        )
         stop = list(request.stop)
         body: dict[str, Any] = {"model": self.model, "stream": True}
         if self._template is not None:
-            body["prompt"] = self._template.render(request.prefix, request.suffix)
+            body["prompt"] = self._template.render(
+                request.prefix,
+                request.suffix,
+                request.files,
+                repo=request.repo,
+                path=request.path,
+                middle=request.middle,
+            )
             body["raw"] = True
             stop += [s for s in self._template.stop if s not in stop]
         else:
-            body["prompt"] = request.prefix
+            # Ollama applies the model's own FIM template: related files go at the top of
+            # the prefix as commented-path blocks.
+            body["prompt"] = context_block(None, request.files) + request.prefix + request.middle
             body["suffix"] = request.suffix
             body["raw"] = False
         body["options"] = self._options(request.max_tokens, request.temperature, stop)

@@ -38,6 +38,7 @@ from mimiverse.gateway.base import (
     RerankResult,
     Usage,
 )
+from mimiverse.gateway.fim_templates import context_block
 from mimiverse.settings import EndpointSettings
 
 log = logging.getLogger("mimiverse.gateway.openai")
@@ -233,10 +234,20 @@ class OpenAIBackend(HttpBackend):
             "stream_options": {"include_usage": True},
         }
         if self._template is not None:
-            body["prompt"] = self._template.render(request.prefix, request.suffix)
+            body["prompt"] = self._template.render(
+                request.prefix,
+                request.suffix,
+                request.files,
+                repo=request.repo,
+                path=request.path,
+                middle=request.middle,
+            )
             stop += [s for s in self._template.stop if s not in stop]
+            body["cache_prompt"] = True  # llama.cpp: keep the slot's KV for the next keystroke
+            if request.n_indent > 0:
+                body["n_indent"] = request.n_indent  # llama.cpp; other servers ignore it
         else:
-            body["prompt"] = request.prefix
+            body["prompt"] = context_block(None, request.files) + request.prefix + request.middle
             body["suffix"] = request.suffix
         if stop:
             body["stop"] = stop

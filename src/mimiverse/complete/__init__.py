@@ -1,0 +1,1 @@
+"""Inline completions: context, stop rules, in-flight reuse and cancellation, feedback."""
