@@ -14,7 +14,6 @@ import contextlib
 import hashlib
 import json
 import logging
-import re
 import time
 import uuid
 from collections.abc import Callable
@@ -88,12 +87,7 @@ class _Plan:
 
     fim: FimRequest
     shape: postprocess.Shape
-    typed: str
-    """The half-typed word left out of the prompt (the model writes it whole)."""
     key: str
-
-
-_WORD_END = re.compile(r"[A-Za-z0-9_]+$")
 
 
 class Completer:
@@ -140,15 +134,20 @@ class Completer:
                         session, request, language, rest, "typed", outcome, began
                     )
             plan = await self._plan(session, request, language)
-            flight = session.flight
+            flight, typed = session.flight, ""
             source = "inflight"
             if flight is not None and flight.key == plan.key and not _failed(flight):
-                if flight.running and not flight.agrees_with(plan.typed):
-                    # Same prompt, and the model already wrote something else than the user
-                    # is typing: at temperature 0 it would write it again. Nothing to show.
-                    return await self._suggest(
-                        session, request, language, "", "model", Outcome(), began
-                    )
+                pass  # the same prompt again (a repeated request): share its generation
+            elif (
+                flight is not None
+                and flight.running
+                and (
+                    (since := flight.typed_since(request.path, request.prefix, request.suffix))
+                    is not None
+                    and flight.agrees_with(since)
+                )
+            ):
+                typed = since  # the user typed what the running generation writes: wait
             else:
                 if flight is not None and flight.running:
                     await flight.cancel()
@@ -163,7 +162,9 @@ class Completer:
             return Suggestion(_new_id(), "", source, _ms(began), cancelled=True)
         if outcome.cached and source == "model":
             source = "cache"
-        text = outcome.after(plan.typed) or ""
+        text = outcome.after(typed) if typed else outcome.text
+        if text is None:
+            return await self.complete(request, listener)  # it wrote something else: afresh
         return await self._suggest(session, request, language, text, source, outcome, began)
 
     async def _suggest(
@@ -201,7 +202,10 @@ class Completer:
                 text.count("\n") + 1,
                 suggestion.latency_ms,
             )
-            self._in_background(self.feedback.add(record))
+            try:  # awaited (one insert on a worker thread) so feedback may follow at once
+                await self.feedback.add(record)
+            except Exception as exc:  # feedback is bookkeeping: never fail a suggestion on it
+                log.warning("could not store suggestion %s: %s", record.id, exc)
         return suggestion
 
     # --- planning ----------------------------------------------------------------------
@@ -226,12 +230,7 @@ class Completer:
         middle = request.prefix[len(anchor.head) :]
         head, _ = prefix_window(anchor.head, chars_for(self.budget.prefix_tokens))
         suffix = suffix_window(request.suffix, chars_for(self.budget.suffix_tokens))
-        word = _WORD_END.search(middle)
-        typed = word.group() if word else ""
-        if typed == middle and not head and not suffix:
-            typed = ""  # the word is all there is: keep it, or the prompt would be empty
-        middle = middle[: len(middle) - len(typed)]
-        shape = postprocess.shape(head + middle + typed, suffix, language)
+        shape = postprocess.shape(head + middle, suffix, language)
         if request.multiline is not None and request.multiline != shape.multiline:
             shape = replace(shape, multiline=request.multiline)
         files = await self._files(session, request, language, anchor.head, suffix)
@@ -268,7 +267,7 @@ class Completer:
         }
         text = json.dumps(identity, sort_keys=True, ensure_ascii=False)
         key = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
-        return _Plan(fim, shape, typed, key)
+        return _Plan(fim, shape, key)
 
     async def _files(
         self,
@@ -300,14 +299,13 @@ class Completer:
     # --- generation --------------------------------------------------------------------
 
     def _start(self, session: Session, request: CompletionRequest, plan: _Plan) -> Flight:
-        flight = Flight(plan.key, plan.typed)
+        flight = Flight(plan.key, request.path, request.prefix, request.suffix)
         flight.task = asyncio.create_task(self._generate(flight, request, plan), name="mimi-fim")
         session.flight = flight
         return flight
 
     async def _generate(self, flight: Flight, request: CompletionRequest, plan: _Plan) -> None:
         info = StreamInfo()
-        typed = plan.typed
         raw = ""
         shown = 0
         finish_reason = "stop"
@@ -323,23 +321,17 @@ class Completer:
                         continue
                     flight.pieces.append(delta.text)
                     raw += delta.text
-                    if not (raw.startswith(typed) or typed.startswith(raw)):
-                        cut_at = len(raw)  # it writes another word than the user types
-                        break
-                    rest = raw[len(typed) :]
-                    end = postprocess.cut(rest, plan.shape) if len(raw) > len(typed) else None
-                    visible = rest if end is None else rest[:end]
+                    end = postprocess.cut(raw, plan.shape)
+                    visible = raw if end is None else raw[:end]
                     if len(visible) > shown:
                         for listener in flight.listeners:
                             listener(visible[shown:])
                         shown = len(visible)
                     if end is not None:
-                        cut_at = len(typed) + end
+                        cut_at = end
                         break  # closing the stream stops generation in the model
-            if raw.startswith(typed):
-                complete = cut_at is not None or finish_reason != "length"
-                rest = postprocess.finish(raw[len(typed) :], plan.shape, complete=complete)
-                outcome.text = typed + rest if rest else ""
+            complete = cut_at is not None or finish_reason != "length"
+            outcome.text = postprocess.finish(raw, plan.shape, complete=complete)
             outcome.raw = raw
             outcome.finish_reason = "stop" if cut_at is not None else finish_reason
             outcome.cached = info.cached

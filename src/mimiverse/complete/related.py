@@ -8,6 +8,7 @@ cache stays valid while the user types on one line.
 
 from __future__ import annotations
 
+import builtins
 import keyword
 import logging
 import re
@@ -30,7 +31,7 @@ _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _COMMON = frozenset(
     {
         *keyword.kwlist,
-        *dir(__builtins__ if isinstance(__builtins__, dict) else __builtins__.__dict__),
+        *dir(builtins),
         "self", "cls", "this", "true", "false", "null", "nil", "var", "let", "const",
         "function", "return", "string", "int", "bool", "void", "func", "type", "struct",
     }

@@ -9,9 +9,8 @@ An editor sends a request after (nearly) every keystroke. Ways to do less work:
   of the prefix, and the whole suffix after it is computed again);
 - typed ahead: the user typed the start of the suggestion on screen: the rest of it is
   the new suggestion, no model call;
-- same prompt: the middle stops before a half-typed word (the model then writes that
-  word whole, as it was trained to, instead of continuing from inside a token), so while
-  a word is typed the prompt does not change and one generation serves every keystroke;
+- in flight: the new text extends the text of the generation still running by what it
+  has written (or may yet write): wait for it and show the rest;
 - otherwise cancel the running generation (the model stops within a token) and start anew.
 """
 
@@ -34,7 +33,7 @@ class Outcome:
     """What one generation produced, from the prompt's end (after stop rules)."""
 
     text: str = ""
-    """The completion from the end of the prompt: the half-typed word, then the rest."""
+    """The suggestion at the cursor of the request that started the generation."""
     raw: str = ""
     model: str = ""
     endpoint: str = ""
@@ -45,7 +44,7 @@ class Outcome:
     error: BaseException | None = None
 
     def after(self, typed: str) -> str | None:
-        """The suggestion for a cursor ``typed`` characters past the prompt's end."""
+        """The suggestion for a cursor ``typed`` characters further (None if it disagrees)."""
         if self.text.startswith(typed) and len(self.text) > len(typed):
             return self.text[len(typed) :]
         return None
@@ -75,8 +74,9 @@ class Flight:
     """One generation for one prompt; its pieces as they stream in."""
 
     key: str
-    typed: str
-    """The half-typed word after the prompt's end when this generation started."""
+    path: str
+    prefix: str
+    suffix: str
     started: float = field(default_factory=time.perf_counter)
     pieces: list[str] = field(default_factory=list)
     future: asyncio.Future[Outcome] = field(
@@ -89,6 +89,13 @@ class Flight:
     def generated(self) -> str:
         """The raw text so far."""
         return "".join(self.pieces)
+
+    def typed_since(self, path: str, prefix: str, suffix: str) -> str | None:
+        """What the user typed since this generation's request, if the cursor only moved
+        forward by typing (same file, same text after the cursor); None otherwise."""
+        if path != self.path or suffix != self.suffix or not prefix.startswith(self.prefix):
+            return None
+        return prefix[len(self.prefix) :]
 
     def agrees_with(self, typed: str) -> bool:
         """Whether the generation so far agrees with ``typed`` (as far as it has got)."""
