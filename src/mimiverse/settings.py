@@ -187,6 +187,11 @@ class Settings(BaseSettings):
     index_embed_batch: int = Field(
         default=64, ge=1, le=4096, description="Chunks per embedding request to the embed endpoint."
     )
+    index_lexical: Literal["tantivy", "fts5"] = Field(
+        default="tantivy",
+        description="Lexical engine of the SQLite store: tantivy (derived from FTS5, ~20x faster "
+        "at 100k chunks) or FTS5 alone.",
+    )
     index_postgres_url: str = Field(
         default="",
         description="Keep the index in PostgreSQL + pgvector (postgresql://…) instead of SQLite.",

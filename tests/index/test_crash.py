@@ -20,6 +20,7 @@ import pytest
 from mimiverse.index.chunk import chunk_file
 from mimiverse.index.scan import read_text, scan
 from mimiverse.index.service import index_dir
+from mimiverse.index.stores.sqlite import SqliteIndexStore
 from mimiverse.index.vectors import VectorIndex, fingerprint
 from mimiverse.settings import Settings
 
@@ -82,6 +83,21 @@ def check_consistent(root: Path, db: Path) -> None:
         for c in chunk_file(f.path, read_text(root / f.path), f.language):
             expected.append((c.path, c.start_line, c.end_line, c.content_hash))
     assert sorted(rows) == sorted(expected), "missing or stale chunks"
+    check_fast_lexical(db)
+
+
+def check_fast_lexical(db: Path) -> None:
+    """The tantivy index, once the store has flushed, holds exactly the chunk ids."""
+    store = SqliteIndexStore(db)
+    try:
+        store.flush()
+        assert store.fast_lexical_ready
+        assert store._fast is not None
+        with sqlite3.connect(db) as con:
+            ids = sorted(r[0] for r in con.execute("SELECT id FROM chunks"))
+        assert store._fast.ids() == ids, "tantivy out of step with the chunks"
+    finally:
+        store.close()
 
 
 def test_sigkill_during_chunking_then_restart(tmp_path: Path) -> None:

@@ -16,14 +16,17 @@ from mimiverse.index.stores.base import Filters, Hit, IndexStore
 from mimiverse.index.stores.sqlite import SqliteIndexStore
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
+@pytest.fixture(params=["sqlite", "sqlite-fts5", "postgres"])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[IndexStore]:
+    """Every store; ``sqlite`` answers through tantivy once flushed, ``sqlite-fts5`` never."""
     s: IndexStore
     if request.param == "postgres":
         from mimiverse.index.stores.postgres import PostgresIndexStore
 
         url = request.getfixturevalue("postgres_url")
         s = PostgresIndexStore(url, project=f"test-{uuid.uuid4()}")
+    elif request.param == "sqlite-fts5":
+        s = SqliteIndexStore(tmp_path / "index.sqlite3", lexical="fts5")
     else:
         s = SqliteIndexStore(tmp_path / "index.sqlite3")
     yield s
@@ -52,6 +55,7 @@ def seed(store: IndexStore) -> None:
 
 
 def search(store: IndexStore, query: str, filters: Filters | None = None) -> list[str]:
+    store.flush()
     return [h.symbol for h in store.lexical(tokens.query_terms(query), 10, filters or Filters())]
 
 

@@ -142,6 +142,7 @@ class Indexer:
                 report.deleted = len(gone)
             if stale:
                 self.store.set_meta("format", current)
+            self.store.flush()
             report.seconds = time.perf_counter() - began
             self.last_sync = report
             self.skipped = report.skipped
@@ -174,6 +175,8 @@ class Indexer:
                 stored = self.store.files().get(rel)
                 if self._index_file(file, stored.file_hash if stored else None) is not None:
                     touched += 1
+            if touched:
+                self.store.flush()
         return touched
 
     def _index_file(self, file: SourceFile, old_hash: str | None) -> int | None:

@@ -34,7 +34,9 @@ def open_store(settings: Settings, root: Path) -> IndexStore:
         return PostgresIndexStore(settings.index_postgres_url, project=str(root.resolve()))
     from mimiverse.index.stores.sqlite import SqliteIndexStore
 
-    return SqliteIndexStore(index_dir(settings, root) / "index.sqlite3")
+    return SqliteIndexStore(
+        index_dir(settings, root) / "index.sqlite3", lexical=settings.index_lexical
+    )
 
 
 def build_indexer(settings: Settings, gateway: Gateway | None, root: Path | None = None) -> Indexer:

@@ -180,6 +180,10 @@ class IndexStore(abc.ABC):
     def set_meta(self, key: str, value: str) -> None:
         """Set a key/value pair."""
 
+    def flush(self) -> None:  # noqa: B027 - optional hook, a no-op by default
+        """Make every change so far visible to the fastest search path (a no-op where
+        changes are visible at commit)."""
+
     @abc.abstractmethod
     def close(self) -> None:
         """Close connections."""

@@ -3,12 +3,20 @@
 Chunk text goes into FTS5 as code-aware token strings (``index.tokens``) under the
 ``porter`` stemmer, in four columns weighted symbol > path = context > body. Every change
 to a file is one transaction, so a crash leaves either the old chunks or the new ones.
+
+With ``lexical="tantivy"`` (the default) a tantivy index derived from FTS5's rows answers
+lexical queries once it is committed and current (``tantivy_lexical``: ~20x faster at 100k
+chunks); FTS5 answers while changes are pending, while it is rebuilt, and if it cannot be
+opened. Each chunk-changing transaction bumps ``meta.lexical_generation``.
 """
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from importlib import resources
 from pathlib import Path
@@ -25,6 +33,9 @@ from mimiverse.index.stores.base import (
     embed_text,
     filter_sql,
 )
+from mimiverse.index.stores.tantivy_lexical import LexicalIndexUnavailable, Row, TantivyLexical
+
+log = logging.getLogger("mimiverse.index.sqlite")
 
 # bm25() column weights: symbol, path, context, body.
 WEIGHTS = (10.0, 3.0, 2.0, 1.0)
@@ -37,7 +48,7 @@ class SqliteIndexStore(IndexStore):
 
     name = "sqlite"
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, lexical: str = "tantivy") -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         self._write = self._connect()
@@ -50,6 +61,81 @@ class SqliteIndexStore(IndexStore):
             self._write.execute(
                 "INSERT OR IGNORE INTO meta(key, value) VALUES ('schema', ?)", (SCHEMA_VERSION,)
             )
+            self._write.execute(
+                "INSERT OR IGNORE INTO meta(key, value) VALUES ('lexical_generation', '0')"
+            )
+        self._generation = int(self.get_meta("lexical_generation") or 0)
+        self._fast: TantivyLexical | None = None
+        self._fast_pending = False
+        self._fast_through = -1
+        """The generation tantivy reflects once its pending changes are committed."""
+        if lexical == "tantivy":
+            self._open_fast()
+
+    def _open_fast(self) -> None:
+        try:
+            self._fast = TantivyLexical(self.path.parent / "lexical")
+            self._fast_through = self._fast.generation
+        except LexicalIndexUnavailable as exc:
+            log.warning("lexical search uses FTS5 only: %s", exc)
+
+    @property
+    def fast_lexical_ready(self) -> bool:
+        """Whether tantivy answers lexical queries now (committed and current)."""
+        fast = self._fast
+        return fast is not None and not self._fast_pending and fast.generation == self._generation
+
+    def _bump(self, con: sqlite3.Connection) -> int:
+        """Inside a write transaction: the next lexical generation."""
+        con.execute(
+            "UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'lexical_generation'"
+        )
+        row = con.execute("SELECT value FROM meta WHERE key = 'lexical_generation'").fetchone()
+        return int(row[0])
+
+    def _mirror(self, generation: int, removed: Sequence[int], added: Sequence[Row]) -> None:
+        """After a commit: the same change in the tantivy index (or mark it for a rebuild)."""
+        fast = self._fast
+        follows = self._fast_through == self._generation
+        self._generation = generation
+        if fast is None or not follows:
+            return  # already behind: flush() rebuilds it
+        try:
+            fast.apply(removed, added)
+            self._fast_pending = True
+            self._fast_through = generation
+        except Exception as exc:
+            log.warning("tantivy update failed, it will be rebuilt: %s", exc)
+            self._fast_behind(fast)
+
+    def _fast_behind(self, fast: TantivyLexical) -> None:
+        """Drop tantivy's pending changes; flush() rebuilds it, FTS5 answers until then."""
+        fast.rollback()
+        self._fast_pending = False
+        self._fast_through = -1
+
+    def flush(self) -> None:
+        with self._write_lock:
+            fast = self._fast
+            if fast is None:
+                return
+            try:
+                if self._fast_through != self._generation:
+                    self._rebuild_fast(fast)
+                elif self._fast_pending:
+                    fast.commit(self._generation)
+                self._fast_pending = False
+                self._fast_through = self._generation
+            except Exception as exc:
+                log.warning("tantivy unavailable, FTS5 answers lexical queries: %s", exc)
+                self._fast_behind(fast)
+
+    def _rebuild_fast(self, fast: TantivyLexical) -> None:
+        began = time.perf_counter()
+        rows = self._write.execute("SELECT rowid, symbol, path, context, body FROM chunks_fts")
+        count = fast.rebuild(rows, self._generation)
+        log.info("rebuilt the tantivy lexical index: %d chunks in %.1fs", count,
+                 time.perf_counter() - began)  # fmt: skip
 
     def _connect(self) -> sqlite3.Connection:
         con = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
@@ -78,6 +164,7 @@ class SqliteIndexStore(IndexStore):
                     "INSERT INTO files(path, language, size, mtime_ns, file_hash) VALUES (?,?,?,?,?)",
                     (file.path, file.language, file.size, file.mtime_ns, file_hash),
                 )
+                added: list[Row] = []
                 for c in chunks:
                     cur = con.execute(
                         "INSERT INTO chunks(path, start_line, end_line, language, kind, symbol,"
@@ -85,16 +172,21 @@ class SqliteIndexStore(IndexStore):
                         (c.path, c.start_line, c.end_line, c.language, c.kind, c.symbol,
                          c.content, c.context, c.content_hash),
                     )  # fmt: skip
+                    assert cur.lastrowid is not None
+                    row: Row = (cur.lastrowid, tokens.document(c.symbol), tokens.document(c.path),
+                                tokens.document(c.context), tokens.document(c.content))  # fmt: skip
                     con.execute(
                         "INSERT INTO chunks_fts(rowid, symbol, path, context, body)"
                         " VALUES (?,?,?,?,?)",
-                        (cur.lastrowid, tokens.document(c.symbol), tokens.document(c.path),
-                         tokens.document(c.context), tokens.document(c.content)),
-                    )  # fmt: skip
+                        row,
+                    )
+                    added.append(row)
+                generation = self._bump(con)
                 con.execute("COMMIT")
             except BaseException:
                 con.execute("ROLLBACK")
                 raise
+            self._mirror(generation, removed, added)
         return removed
 
     def file_languages(self) -> dict[str, str]:
@@ -115,10 +207,12 @@ class SqliteIndexStore(IndexStore):
             con.execute("BEGIN IMMEDIATE")
             try:
                 removed = self._drop(con, paths)
+                generation = self._bump(con)
                 con.execute("COMMIT")
             except BaseException:
                 con.execute("ROLLBACK")
                 raise
+            self._mirror(generation, removed, [])
         return removed
 
     @staticmethod
@@ -138,6 +232,34 @@ class SqliteIndexStore(IndexStore):
     def lexical(self, terms: Sequence[str], limit: int, filters: Filters) -> list[Hit]:
         if not terms:
             return []
+        fast = self._fast
+        if fast is not None and self.fast_lexical_ready:
+            hits = self._lexical_fast(fast, terms, limit, filters)
+            if hits is not None:
+                return hits
+        return self._lexical_fts(terms, limit, filters)
+
+    def _lexical_fast(
+        self, fast: TantivyLexical, terms: Sequence[str], limit: int, filters: Filters
+    ) -> list[Hit] | None:
+        """Tantivy's best ids, filtered here; None when a selective filter leaves too few
+        (FTS5 then ranks every match that passes the filter)."""
+        filtered = bool(filters.language or filters.kind or filters.path_glob)
+        found = fast.search(terms, limit * 20 if filtered else limit)
+        rows = self.chunks([i for i, _ in found])
+        hits: list[Hit] = []
+        for chunk_id, score in found:
+            hit = rows.get(chunk_id)
+            if hit is not None and (
+                not filtered or filters.allows(hit.path, hit.language, hit.kind)
+            ):
+                hit.score = score
+                hits.append(hit)
+        if filtered and len(hits) < limit and len(found) == limit * 20:
+            return None
+        return hits[:limit]
+
+    def _lexical_fts(self, terms: Sequence[str], limit: int, filters: Filters) -> list[Hit]:
         match = " OR ".join('"' + t.replace('"', '""') + '"' for t in terms)
         filtered = bool(filters.language or filters.kind or filters.path_glob)
         # Rank inside FTS first and join only the best rows (joining every match before
@@ -279,6 +401,10 @@ class SqliteIndexStore(IndexStore):
             )
 
     def close(self) -> None:
+        with contextlib.suppress(sqlite3.Error):
+            self.flush()
         with self._write_lock, self._read_lock:
+            if self._fast is not None:
+                self._fast.close()
             self._write.close()
             self._read.close()
