@@ -47,6 +47,50 @@ def blend(lexical: list[Any], semantic: list[Any], alpha: float) -> list[Any]:
     return cap_per_file(ranked, 3, 10)
 
 
+def filled(
+    lexical: list[Any], semantic: list[Any], cosine: dict[int, float], kind: str, alpha: float
+) -> list[Any]:
+    """Fusion over the union of both lists with every candidate's exact cosine similarity
+    (semantic scores filled in for lexical-only candidates; lexical-only ones of the
+    semantic list score 0 lexically). ``kind``: ``rrf`` (ranks by cosine over the union,
+    k=60) or ``convex`` (``alpha`` × min-max cosine + (1 − alpha) × BM25 / max BM25)."""
+    from mimiverse.index.hybrid import cap_per_file
+
+    by_id = {h.chunk_id: h for h in [*lexical, *semantic]}
+    lex = {h.chunk_id: h.scores.get("lexical", h.score) for h in lexical}
+    if kind == "rrf":
+        sem_rank = {i: r for r, i in enumerate(sorted(by_id, key=lambda i: -cosine.get(i, -1)), 1)}
+        lex_rank = {h.chunk_id: r for r, h in enumerate(lexical, 1)}
+        total = {
+            i: alpha / (60 + sem_rank[i]) + (1 - alpha) / (60 + lex_rank.get(i, 10**6))
+            for i in by_id
+        }
+    else:
+        top = max(lex.values(), default=1.0) or 1.0
+        cos = [cosine.get(i, 0.0) for i in by_id]
+        low, high = min(cos, default=0.0), max(cos, default=1.0)
+        span = (high - low) or 1.0
+        total = {
+            i: alpha * (cosine.get(i, low) - low) / span + (1 - alpha) * lex.get(i, 0.0) / top
+            for i in by_id
+        }
+    ranked = sorted(by_id.values(), key=lambda h: -total[h.chunk_id])
+    return cap_per_file(ranked, 3, 10)
+
+
+async def cosines(indexer: Any, text: str, hits: list[Any]) -> dict[int, float]:
+    """Exact cosine similarity of the query with each hit's stored vector."""
+    import numpy as np
+
+    (vector,), _ = await indexer.gateway.embed([text], kind="query")
+    q = np.asarray(vector, dtype=np.float32)
+    ids = sorted({h.chunk_id for h in hits})
+    out: dict[int, float] = {}
+    for chunk_id, blob in indexer.store.chunk_vectors(indexer.embed_model, ids):
+        out[chunk_id] = float(np.frombuffer(blob, dtype=np.float32) @ q)
+    return out
+
+
 async def study(args: argparse.Namespace) -> dict[str, Any]:
     """Fetch both rankings per query, then score every fusion variant."""
     from mimiverse.index.hybrid import fuse
@@ -79,19 +123,26 @@ async def study(args: argparse.Namespace) -> dict[str, Any]:
         for q in queries:
             lex = await indexer.search(q.text, limit=DEPTH, mode="lexical", per_file=DEPTH)
             sem = await indexer.search(q.text, limit=DEPTH, mode="semantic", per_file=DEPTH)
-            pairs.append((q, lex.hits, sem.hits))
+            cos = await cosines(indexer, q.text, [*lex.hits, *sem.hits])
+            pairs.append((q, lex.hits, sem.hits, cos))
         variants: dict[str, Any] = {}
         for k in (60, 30, 10):
             for wl in (1.0, 0.7, 0.5, 0.3):
                 variants[f"rrf k={k} w=lex {wl:g},sem 1"] = ("rrf", k, wl)
         for alpha in (0.5, 0.7, 0.8):
             variants[f"blend alpha={alpha:g}"] = ("blend", alpha, 0.0)
+        for alpha in (0.5, 0.6, 0.7):
+            variants[f"filled rrf w_sem={alpha:g}"] = ("filled-rrf", alpha, 0.0)
+        for alpha in (0.4, 0.5, 0.6, 0.7, 0.8):
+            variants[f"filled convex alpha={alpha:g}"] = ("filled-convex", alpha, 0.0)
         variants["lexical only"] = ("rrf", 60, None)
         variants["semantic only"] = ("rrf", 60, 0.0)
         for name, (kind, p, wl) in variants.items():
             scores = Scores()
-            for q, lex_hits, sem_hits in pairs:
-                if kind == "blend":
+            for q, lex_hits, sem_hits, cos in pairs:
+                if kind.startswith("filled"):
+                    fused = filled(lex_hits, sem_hits, cos, kind.split("-")[1], float(p))
+                elif kind == "blend":
                     fused = blend(lex_hits, sem_hits, float(p))
                 elif wl is None:
                     fused = fuse({"lexical": lex_hits}, limit=10, per_file=3, k=int(p))
