@@ -6,7 +6,9 @@ import asyncio
 import importlib.util
 import shutil
 import sqlite3
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from mimiverse.errors import MimiError
 from mimiverse.gateway import weights
@@ -125,6 +127,7 @@ async def run_checks(settings: Settings, *, load: bool = False) -> list[Check]:
                     f"endpoint: {endpoint.name}", "ok" if endpoint.healthy else "fail", detail, fix
                 )
             )
+        checks.extend(completion_budget(settings, gw.router.routes.get("fim", [])))
         for task, route in gw.router.routes.items():
             if not route:
                 checks.append(Check(
@@ -133,6 +136,36 @@ async def run_checks(settings: Settings, *, load: bool = False) -> list[Check]:
                 ))  # fmt: skip
     finally:
         await asyncio.shield(gw.close())
+    return checks
+
+
+def completion_budget(settings: Settings, route: Sequence[Any]) -> list[Check]:
+    """Whether each FIM endpoint's context holds what completions may send and generate."""
+    from mimiverse.complete.service import budget_of
+
+    budget = budget_of(settings)
+    need = budget.total_tokens()
+    checks = []
+    for endpoint in route:
+        have = endpoint.backend.capabilities.context_length
+        name = f"complete: {endpoint.name}"
+        if have >= need:
+            checks.append(Check(name, "ok", f"context {have} tokens holds the budget ({need})"))
+            continue
+        raise_it = (
+            "MIMI_EMBEDDED_FIM_CTX"
+            if endpoint.backend.kind == "embedded"
+            else f"context_length of endpoint '{endpoint.name}'"
+        )
+        checks.append(Check(
+            name, "fail",
+            f"context is {have} tokens but a completion may need {need} (prefix "
+            f"{budget.prefix_tokens} + typing {budget.middle_tokens()} + suffix "
+            f"{budget.suffix_tokens} + related {budget.context_tokens} + generated "
+            f"{max(budget.line_tokens, budget.block_tokens)} + template): long files will fail",
+            f"raise {raise_it} to at least {need}, or lower MIMI_COMPLETE_PREFIX_TOKENS, "
+            "MIMI_COMPLETE_SUFFIX_TOKENS or MIMI_COMPLETE_CONTEXT_TOKENS",
+        ))  # fmt: skip
     return checks
 
 

@@ -81,7 +81,9 @@ def test_chat_streams(serve: MimiServe) -> None:
 
 
 def test_prompt_over_context_is_400_naming_the_fix(serve: MimiServe) -> None:
-    resp = httpx.post(serve.url + "/api/ai/fim", json={"prefix": "x = 1\n" * 3000}, timeout=60)
+    # /api/ai/fim cuts its context to the completion budget; the raw OpenAI route does not.
+    body = {"prompt": "x = 1\n" * 3000, "max_tokens": 4}
+    resp = httpx.post(serve.url + "/v1/completions", json=body, timeout=60)
     assert resp.status_code == 400
     error = resp.json()["error"]
     assert error["type"] == "context_length_exceeded"

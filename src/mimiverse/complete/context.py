@@ -14,6 +14,10 @@ CHARS_PER_TOKEN = 3.2
 """Characters per token of code, a conservative estimate (Qwen2.5-Coder's BPE: ~3.3-3.8)."""
 
 
+TEMPLATE_TOKENS = 32
+"""FIM and repo-level control tokens, file paths: a generous allowance."""
+
+
 def chars_for(tokens: int) -> int:
     """Characters that fit in ``tokens`` tokens (estimated)."""
     return int(tokens * CHARS_PER_TOKEN)
@@ -38,9 +42,15 @@ class Budget:
         """The most tokens a prompt may take, template tokens aside."""
         return self.prefix_tokens + self.suffix_tokens + self.context_tokens
 
+    def middle_tokens(self) -> int:
+        """The most typing kept after the anchor before a new anchor is set."""
+        return self.prefix_tokens // 2
+
     def total_tokens(self) -> int:
-        """Prompt plus the longest generation: what a model's context must hold."""
-        return self.prompt_tokens() + max(self.line_tokens, self.block_tokens) + 16
+        """Prompt, typing after the anchor, the longest generation and template tokens:
+        what one slot of a model's context must hold."""
+        generated = max(self.line_tokens, self.block_tokens)
+        return self.prompt_tokens() + self.middle_tokens() + generated + TEMPLATE_TOKENS
 
 
 @dataclass(frozen=True)

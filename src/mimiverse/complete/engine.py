@@ -212,7 +212,7 @@ class Completer:
 
     def _anchor(self, session: Session, request: CompletionRequest) -> Anchor:
         """The session's anchor if the user still types there, else one at this line."""
-        max_middle = chars_for(self.budget.prefix_tokens) // 2
+        max_middle = chars_for(self.budget.middle_tokens())
         anchor = session.anchor
         if anchor is not None and anchor.holds(
             request.path, request.prefix, request.suffix, max_middle
