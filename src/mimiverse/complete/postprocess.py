@@ -203,12 +203,20 @@ def finish(text: str, s: Shape, *, complete: bool = True) -> str:
     text = "\n".join(lines)
     if "\n" not in text:
         text = text.rstrip() if not s.line_suffix.strip() else text
+    if s.line_prefix and not s.line_prefix.strip():
+        # The editor already typed the indentation; the model sometimes adds its own.
+        first, _, rest = text.partition("\n")
+        text = first.lstrip(" \t") + ("\n" + rest if rest else "")
     # Text the line already has after the cursor must not be suggested again.
     tail = s.line_suffix.strip()
     if tail and "\n" not in text:
         size = _overlap(text, tail)
         if size and (size >= 3 or not text[-size:].isalnum() or size == len(text)):
             text = text[:-size]
+        elif any(ch.isalnum() for ch in tail):
+            # In front of existing code: only a completion that runs into it fits there;
+            # anything else would be glued to the code after the cursor.
+            return ""
         text = text.rstrip() if not text.strip() else text
     if not text.strip():
         return ""

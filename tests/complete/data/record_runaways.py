@@ -83,7 +83,9 @@ def new_body(text: str) -> tuple[str, str] | None:
 async def main() -> None:
     rng = random.Random(20261121)
     path = weights.ensure(weights.FIM_05B, Settings().model_path)
-    backend = EmbeddedBackend("rec", path, tasks=("fim",), context_length=4096, parallel=1)
+    backend = EmbeddedBackend(
+        "rec", path, tasks=("fim",), context_length=4096, parallel=1, threads=1
+    )
     await backend.start()
     root = Path(sysconfig.get_paths()["stdlib"])
     records = []
