@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from mimiverse.index import tokens
-from mimiverse.index.hybrid import cap_per_file, fuse
+from mimiverse.index.hybrid import blend, cap_per_file, fuse
 from mimiverse.index.model import Chunk, SourceFile
 from mimiverse.index.stores.base import Filters, Hit, IndexStore
 from mimiverse.index.stores.sqlite import SqliteIndexStore
@@ -180,3 +180,30 @@ def test_rrf_fusion_and_per_file_cap() -> None:
     assert fused[0].ranks == {"lexical": 1, "semantic": 2}
     capped = cap_per_file([hit(i, "same.py") for i in range(5)] + [hit(9, "x.py")], 2, 10)
     assert [h.chunk_id for h in capped] == [0, 1, 9]
+
+
+def scored(chunk_id: int, path: str, score: float) -> Hit:
+    found = hit(chunk_id, path)
+    found.score = score
+    return found
+
+
+def test_blend_fills_cosines_and_mixes_normalised_scores() -> None:
+    lexical = [scored(1, "a.py", 8.0), scored(2, "b.py", 4.0)]
+    semantic = [scored(3, "c.py", 0.9), scored(1, "a.py", 0.5)]
+    cosine = {1: 0.5, 2: 0.85, 3: 0.9}  # 2 is lexical-only: its cosine is filled in
+    fused = blend(lexical, semantic, cosine, limit=10)
+    # 1: .5*(0/.4) + .5*1 = .5; 2: .5*(.35/.4) + .5*.5 = .6875; 3: .5*1 + 0 = .5
+    assert [h.chunk_id for h in fused] == [2, 1, 3], "ties keep the lexical list's order"
+    assert fused[0].scores == {"lexical": 4.0, "semantic": 0.85}
+    assert fused[0].ranks == {"lexical": 2}
+    assert fused[0].score == pytest.approx(0.6875)
+
+
+def test_blend_judges_a_chunk_without_vector_by_its_lexical_part() -> None:
+    lexical = [scored(1, "a.py", 10.0), scored(2, "b.py", 5.0)]
+    semantic = [scored(3, "c.py", 0.9)]
+    fused = blend(lexical, semantic, {3: 0.9}, limit=10)
+    assert [h.chunk_id for h in fused] == [1, 2, 3]
+    assert fused[0].score == pytest.approx(1.0)
+    assert "semantic" not in fused[0].scores

@@ -1,4 +1,13 @@
-"""Reciprocal-rank fusion of ranked lists, with a cap on hits per file."""
+"""Fusing lexical and semantic rankings, with a cap on hits per file.
+
+``blend`` (what hybrid search uses): over the union of both top lists, every candidate's
+exact cosine similarity to the query (filled in for lexical-only candidates from their
+stored vectors) and its BM25 score, min-max / max normalised per query, mixed half and
+half. Measured on bench/search.py (docstring → function, 1000 queries): 0.467 MRR@10
+against 0.440 for RRF of the same lists; RRF k=10/30/60 and weighted RRF stayed at
+0.42–0.45, filling ranks into RRF did not help (RRF discards how far apart scores are).
+``fuse`` (reciprocal-rank fusion) remains for lists without comparable scores.
+"""
 
 from __future__ import annotations
 
@@ -46,3 +55,46 @@ def cap_per_file(hits: Sequence[Hit], per_file: int, limit: int) -> list[Hit]:
         if len(out) == limit:
             break
     return out
+
+
+BLEND_ALPHA = 0.5
+"""Share of the semantic part in ``blend`` (0.4–0.6 measured within 0.005 of each other)."""
+
+
+def blend(
+    lexical: Sequence[Hit],
+    semantic: Sequence[Hit],
+    cosine: Mapping[int, float],
+    *,
+    limit: int,
+    per_file: int = 3,
+    alpha: float = BLEND_ALPHA,
+) -> list[Hit]:
+    """``alpha`` × min-max cosine + (1 − alpha) × BM25 / best BM25 over the union.
+
+    ``cosine`` maps chunk ids to their similarity with the query; a candidate without a
+    vector yet (embedding still running) is judged by its lexical part alone.
+    """
+    fused: dict[int, Hit] = {}
+    for method, hits in (("lexical", lexical), ("semantic", semantic)):
+        for rank, hit in enumerate(hits, start=1):
+            entry = fused.get(hit.chunk_id)
+            if entry is None:
+                entry = Hit(hit.chunk_id, hit.path, hit.start_line, hit.end_line, hit.language,
+                            hit.kind, hit.symbol, hit.content)  # fmt: skip
+                fused[hit.chunk_id] = entry
+            entry.ranks[method] = rank
+            entry.scores[method] = hit.score
+    best = max((h.score for h in lexical), default=0.0) or 1.0
+    known = [cosine[i] for i in fused if i in cosine]
+    low, high = min(known, default=0.0), max(known, default=1.0)
+    span = (high - low) or 1.0
+    for chunk_id, entry in fused.items():
+        lexical_part = entry.scores.get("lexical", 0.0) / best
+        if chunk_id in cosine:
+            entry.scores["semantic"] = cosine[chunk_id]
+            semantic_part = (cosine[chunk_id] - low) / span
+        else:
+            semantic_part = lexical_part
+        entry.score = alpha * semantic_part + (1 - alpha) * lexical_part
+    return cap_per_file(sorted(fused.values(), key=lambda h: -h.score), per_file, limit)

@@ -24,7 +24,7 @@ from mimiverse.errors import MimiError
 from mimiverse.index import tokens
 from mimiverse.index.chunk import VERSION as CHUNKER_VERSION
 from mimiverse.index.chunk import chunk_file
-from mimiverse.index.hybrid import cap_per_file, fuse
+from mimiverse.index.hybrid import blend, cap_per_file
 from mimiverse.index.model import SourceFile
 from mimiverse.index.scan import read_text, scan
 from mimiverse.index.stores.base import Filters, Hit, IndexStore
@@ -318,7 +318,7 @@ class Indexer:
         self, query: str, *, limit: int = 10, mode: str = "hybrid", filters: Filters | None = None,
         per_file: int = 3,
     ) -> SearchResult:  # fmt: skip
-        """Hybrid (lexical + semantic, RRF), lexical or semantic search."""
+        """Hybrid (lexical + semantic, blended scores: ``hybrid.blend``), lexical or semantic."""
         began = time.perf_counter()
         filters = filters or Filters()
         fetch = max(limit * 5, 50)
@@ -330,9 +330,12 @@ class Indexer:
             lexical = asyncio.ensure_future(
                 asyncio.to_thread(self.store.lexical, terms, fetch, filters)
             )
+        query_vector: np.ndarray | None = None
         if mode in ("hybrid", "semantic"):
             try:
-                semantic = await self._semantic(query, fetch, filters)
+                found = await self._semantic(query, fetch, filters)
+                if found is not None:
+                    semantic, query_vector = found
             except BaseException:
                 if lexical is not None:
                     lexical.cancel()
@@ -356,10 +359,17 @@ class Indexer:
                 hit.ranks[method], hit.scores[method] = rank, hit.score
             hits = cap_per_file(hits, per_file, limit)
         else:
-            hits = fuse(rankings, limit=limit, per_file=per_file)
+            assert query_vector is not None
+            union = {h.chunk_id for hits in rankings.values() for h in hits}
+            cosine = await asyncio.to_thread(self._cosines, query_vector, sorted(union))
+            hits = blend(rankings["lexical"], rankings["semantic"], cosine, limit=limit,
+                         per_file=per_file)  # fmt: skip
         return SearchResult(hits, mode, (time.perf_counter() - began) * 1000, self.status())
 
-    async def _semantic(self, query: str, k: int, filters: Filters) -> list[Hit] | None:
+    async def _semantic(
+        self, query: str, k: int, filters: Filters
+    ) -> tuple[list[Hit], np.ndarray] | None:
+        """The nearest chunks and the query's vector; None without vectors."""
         model = self.embed_model
         if model is None or self.gateway is None:
             return None
@@ -370,7 +380,7 @@ class Indexer:
         q = np.asarray(vector, dtype=np.float32)
         if owns:
             found = await asyncio.to_thread(self.store.vector_search, model, vector, k, filters)
-            return await self._hits(found or [])
+            return await self._hits(found or []), q
         index = self._vectors
         assert index is not None
         if filters == Filters():
@@ -378,7 +388,20 @@ class Indexer:
         else:
             allowed = self._allowed_ids(filters)
             found = await asyncio.to_thread(index.search, q, k, allowed.__contains__)
-        return await self._hits(found)
+        return await self._hits(found), q
+
+    def _cosines(self, query: np.ndarray, ids: Sequence[int]) -> dict[int, float]:
+        """Exact cosine similarity of ``query`` with the stored vectors of ``ids`` (vectors
+        are L2-normalised: a dot product)."""
+        model = self.embed_model
+        if model is None or not ids:
+            return {}
+        rows = list(self.store.chunk_vectors(model, ids))
+        if not rows:
+            return {}
+        matrix = np.frombuffer(b"".join(b for _, b in rows), dtype=np.float32)
+        scores = matrix.reshape(len(rows), -1) @ query
+        return {chunk_id: float(s) for (chunk_id, _), s in zip(rows, scores, strict=True)}
 
     async def _hits(self, found: list[tuple[int, float]]) -> list[Hit]:
         hits_by_id = await asyncio.to_thread(self.store.chunks, [i for i, _ in found])
