@@ -131,8 +131,8 @@ async def test_keystrokes_only_extend_the_prompt_after_the_anchor(
     await completer.complete(req(head + "    pa", "\n\nmain()\n"))
     await completer.complete(req(head + "    path = os.", "\n\nmain()\n"))
     one, two = fim_calls(fake)
-    assert one.prefix == two.prefix == head and one.suffix == two.suffix
-    assert (one.middle, two.middle) == ("    pa", "    path = os.")
+    assert one.prefix == two.prefix == head + "    pa" and one.suffix == two.suffix
+    assert (one.middle, two.middle) == ("", "th = os.")  # the first is plain PSM
 
 
 async def test_recent_files_and_editor_files_become_context(

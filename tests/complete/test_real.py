@@ -51,8 +51,8 @@ def essay(session: str) -> CompletionRequest:
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def embedded(fim_gguf: Path) -> AsyncIterator[EmbeddedBackend]:
-    backend = EmbeddedBackend(
-        "embedded-fim", fim_gguf, tasks=("fim",), context_length=2048, parallel=2
+    backend = EmbeddedBackend(  # 1 thread: the machine is shared, and speed is not tested here
+        "embedded-fim", fim_gguf, tasks=("fim",), context_length=2048, parallel=2, threads=1
     )
     await backend.start()
     yield backend

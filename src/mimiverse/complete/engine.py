@@ -211,15 +211,16 @@ class Completer:
     # --- planning ----------------------------------------------------------------------
 
     def _anchor(self, session: Session, request: CompletionRequest) -> Anchor:
-        """The session's anchor if the user still types there, else one at this line."""
+        """The session's anchor if the user still types there, else one at the cursor."""
         max_middle = chars_for(self.budget.middle_tokens())
         anchor = session.anchor
         if anchor is not None and anchor.holds(
             request.path, request.prefix, request.suffix, max_middle
         ):
             return anchor
-        line_start = request.prefix.rfind("\n") + 1
-        anchor = Anchor(request.path, request.suffix, request.prefix[:line_start])
+        # At the cursor: the first request at a place is a plain prefix-suffix-middle
+        # prompt (the format the model was trained on); typing then extends the middle.
+        anchor = Anchor(request.path, request.suffix, request.prefix)
         session.anchor = anchor
         return anchor
 

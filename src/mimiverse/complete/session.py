@@ -2,8 +2,8 @@
 
 An editor sends a request after (nearly) every keystroke. Ways to do less work:
 
-- anchor: while the user types at one place, the text before the anchor (the line where
-  typing began) is the FIM prefix and everything typed since is the start of the middle.
+- anchor: while the user types at one place, the text before the anchor (where typing
+  began) is the FIM prefix and everything typed since is the start of the middle.
   Each keystroke then only appends to the prompt, and the model's KV cache keeps the
   rest, suffix included (in plain prefix-suffix-middle order a keystroke changes the end
   of the prefix, and the whole suffix after it is computed again);
