@@ -187,6 +187,13 @@ class Settings(BaseSettings):
     index_embed_batch: int = Field(
         default=64, ge=1, le=4096, description="Chunks per embedding request to the embed endpoint."
     )
+    index_rerank_top: int = Field(
+        default=20,
+        ge=0,
+        le=200,
+        description="Hybrid/lexical/semantic hits reordered by the gateway's rerank task when an "
+        "endpoint serves it (0: never rerank).",
+    )
     index_lexical: Literal["tantivy", "fts5"] = Field(
         default="tantivy",
         description="Lexical engine of the SQLite store: tantivy (derived from FTS5, ~20x faster "

@@ -103,6 +103,9 @@ class FakeBackend(ModelBackend):
     async def rerank(self, request: RerankRequest) -> list[RerankResult]:
         """Scores by shared words with the query."""
         self.calls.append(request)
+        script = self._next()
+        if script.fail_before is not None:
+            raise script.fail_before
         words = set(request.query.lower().split())
         scores = [
             RerankResult(i, float(len(words & set(d.lower().split()))))

@@ -10,9 +10,10 @@ from typing import Any
 import httpx
 import pytest
 
+from mimiverse.gateway.base import Capabilities
 from mimiverse.index.service import IndexService, build_indexer
 from mimiverse.server.app import create_app
-from mimiverse.testing import FakeBackend, gateway_with
+from mimiverse.testing import FakeBackend, Script, gateway_with
 
 USERS = """class UserStore:
     def get_user_name(self, uid):
@@ -48,16 +49,20 @@ FILES = {
 }
 
 
-@pytest.fixture
+@pytest.fixture(params=["embed-only"])
 async def api(
-    tmp_path: Path, make_settings: Any
+    request: pytest.FixtureRequest, tmp_path: Path, make_settings: Any
 ) -> AsyncIterator[tuple[httpx.AsyncClient, IndexService]]:
+    """The codebase API over a fake embedder (``embed+rerank``: and a fake reranker)."""
     root = tmp_path / "project"
     for rel, text in FILES.items():
         (root / rel).parent.mkdir(parents=True, exist_ok=True)
         (root / rel).write_text(text)
     settings = make_settings(project_root=root, index_on_start=False)
-    gw = gateway_with(FakeBackend("fake-embed"))
+    backends = [FakeBackend("fake-embed", capabilities=Capabilities(embed=True))]
+    if request.param == "embed+rerank":
+        backends.append(FakeBackend("fake-rerank", capabilities=Capabilities(rerank=True)))
+    gw = gateway_with(*backends)
     service = IndexService(build_indexer(settings, gw), watch=False)
     await service.start()
     await asyncio.wait_for(service.ready.wait(), 30)
@@ -168,3 +173,47 @@ async def test_index_off_is_503(make_settings: Any) -> None:
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
         resp = await c.get("/api/codebase/status")
     assert resp.status_code == 503 and "MIMI_PROJECT_ROOT" in resp.json()["error"]["message"]
+
+
+@pytest.mark.parametrize("api", ["embed+rerank"], indirect=True)
+async def test_rerank_reorders_when_an_endpoint_serves_it(
+    api: tuple[httpx.AsyncClient, IndexService],
+) -> None:
+    client, _ = api
+    body = {"query": "parse the config text", "mode": "hybrid"}
+    found = (await client.post("/api/codebase/search", json=body)).json()
+    assert found["reranked"] is True
+    top = found["results"][0]
+    assert top["symbol"] == "parse_config"
+    assert top["ranks"]["rerank"] == 1 and "rerank" in top["scores"]
+    plain = (await client.post("/api/codebase/search", json={**body, "rerank": False})).json()
+    assert plain["reranked"] is False
+    assert all("rerank" not in r["ranks"] for r in plain["results"])
+
+
+@pytest.mark.parametrize("api", ["embed+rerank"], indirect=True)
+async def test_a_failing_reranker_keeps_the_fused_order(
+    api: tuple[httpx.AsyncClient, IndexService],
+) -> None:
+    client, service = api
+    from mimiverse.errors import UpstreamError
+
+    assert service.indexer.gateway is not None
+    reranker = service.indexer.gateway.router.endpoints["fake-rerank"].backend
+    assert isinstance(reranker, FakeBackend)
+    reranker.default = Script(fail_before=UpstreamError("reranker down"))
+    found = (await client.post("/api/codebase/search", json={"query": "parse config"})).json()
+    assert found["reranked"] is False
+    assert found["results"][0]["symbol"] == "parse_config"
+
+
+async def test_rerank_without_an_endpoint_is_a_400_naming_the_fix(
+    api: tuple[httpx.AsyncClient, IndexService],
+) -> None:
+    client, _ = api
+    body = {"query": "parse config", "rerank": True}
+    resp = await client.post("/api/codebase/search", json=body)
+    assert resp.status_code == 400
+    assert "no endpoint serves the rerank task" in resp.json()["error"]["message"]
+    default = (await client.post("/api/codebase/search", json={"query": "parse config"})).json()
+    assert default["reranked"] is False

@@ -20,7 +20,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from mimiverse.errors import MimiError
+from mimiverse.errors import BadRequest, MimiError
+from mimiverse.gateway.base import RerankRequest
 from mimiverse.index import tokens
 from mimiverse.index.chunk import VERSION as CHUNKER_VERSION
 from mimiverse.index.chunk import chunk_file
@@ -35,6 +36,9 @@ if TYPE_CHECKING:
     from mimiverse.gateway.service import Gateway
 
 log = logging.getLogger("mimiverse.index")
+
+RERANK_DOC_CHARS = 4000
+"""Each candidate sent to the rerank model: its path and the start of its code."""
 Progress = Callable[[str, int, int], None]
 """(stage, done, total) callback for progress bars."""
 
@@ -60,6 +64,8 @@ class SearchResult:
     mode: str
     took_ms: float
     status: dict[str, Any]
+    reranked: bool = False
+    """Whether the gateway's ``rerank`` task ordered the best candidates."""
 
 
 def index_format() -> str:
@@ -84,6 +90,7 @@ class Indexer:
         gateway: Gateway | None = None,
         max_file_bytes: int = 1_000_000,
         embed_batch: int = 64,
+        rerank_top: int = 20,
     ) -> None:
         self.root = root.resolve()
         self.store = store
@@ -91,6 +98,7 @@ class Indexer:
         self.vectors_dir = vectors_dir
         self.max_file_bytes = max_file_bytes
         self.embed_batch = embed_batch
+        self.rerank_top = rerank_top
         self._sync_lock = threading.Lock()
         self._vectors: VectorIndex | None = None
         self._vectors_ready = False
@@ -316,7 +324,7 @@ class Indexer:
 
     async def search(
         self, query: str, *, limit: int = 10, mode: str = "hybrid", filters: Filters | None = None,
-        per_file: int = 3,
+        per_file: int = 3, rerank: bool | None = None,
     ) -> SearchResult:  # fmt: skip
         """Hybrid (lexical + semantic, blended scores: ``hybrid.blend``), lexical or semantic."""
         began = time.perf_counter()
@@ -353,18 +361,56 @@ class Indexer:
                     "(MIMI_EMBEDDED_EMBED) and wait for vectors (see /api/codebase/status), "
                     "or use mode=lexical"
                 )
+        reorder = self._can_rerank() if rerank is None else rerank
+        if reorder and not self._can_rerank():
+            raise BadRequest(
+                "rerank was asked for but no endpoint serves the rerank task: add one to "
+                "endpoints/routes (see docs/settings.md) or leave rerank unset"
+            )
+        # Rerank a wider cut than asked for, then cap and cut.
+        wanted = max(limit, self.rerank_top) if reorder else limit
         if len(rankings) == 1:
             ((method, hits),) = rankings.items()
             for rank, hit in enumerate(hits, start=1):
                 hit.ranks[method], hit.scores[method] = rank, hit.score
-            hits = cap_per_file(hits, per_file, limit)
+            hits = cap_per_file(hits, per_file, wanted)
         else:
             assert query_vector is not None
             union = {h.chunk_id for hits in rankings.values() for h in hits}
             cosine = await asyncio.to_thread(self._cosines, query_vector, sorted(union))
-            hits = blend(rankings["lexical"], rankings["semantic"], cosine, limit=limit,
+            hits = blend(rankings["lexical"], rankings["semantic"], cosine, limit=wanted,
                          per_file=per_file)  # fmt: skip
-        return SearchResult(hits, mode, (time.perf_counter() - began) * 1000, self.status())
+        reranked = False
+        if reorder and hits:
+            hits, reranked = await self._rerank(query, hits)
+        hits = hits[:limit]
+        took = (time.perf_counter() - began) * 1000
+        return SearchResult(hits, mode, took, self.status(), reranked)
+
+    def _can_rerank(self) -> bool:
+        """Whether the gateway routes a ``rerank`` task (and reranking is on)."""
+        if self.gateway is None or self.rerank_top <= 0:
+            return False
+        return bool(self.gateway.router.routes.get("rerank"))
+
+    async def _rerank(self, query: str, hits: list[Hit]) -> tuple[list[Hit], bool]:
+        """``hits`` ordered by the rerank model; unchanged (and False) if it fails."""
+        assert self.gateway is not None
+        cut = hits[: max(1, self.rerank_top)]
+        documents = [f"{h.path}\n{h.content}"[:RERANK_DOC_CHARS] for h in cut]
+        try:
+            results = await self.gateway.rerank(RerankRequest(query, documents))
+        except MimiError as exc:
+            log.warning("rerank failed, keeping the fused order: %s", exc.message)
+            return hits, False
+        ordered: list[Hit] = []
+        for rank, result in enumerate(results, start=1):
+            if 0 <= result.index < len(cut) and cut[result.index] not in ordered:
+                hit = cut[result.index]
+                hit.ranks["rerank"], hit.scores["rerank"] = rank, result.score
+                ordered.append(hit)
+        ordered.extend(h for h in cut if h not in ordered)  # anything the model left out
+        return ordered + hits[len(cut) :], True
 
     async def _semantic(
         self, query: str, k: int, filters: Filters

@@ -49,6 +49,7 @@ def build_indexer(settings: Settings, gateway: Gateway | None, root: Path | None
         gateway=gateway,
         max_file_bytes=settings.index_max_file_bytes,
         embed_batch=settings.index_embed_batch,
+        rerank_top=settings.index_rerank_top,
     )
 
 

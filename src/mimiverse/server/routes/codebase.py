@@ -53,6 +53,11 @@ class SearchBody(BaseModel):
     limit: int = Field(default=10, ge=1, le=200)
     mode: Literal["hybrid", "lexical", "semantic"] = "hybrid"
     filters: FiltersBody = Field(default_factory=FiltersBody)
+    rerank: bool | None = Field(
+        default=None,
+        description="Reorder the best hits with the gateway's rerank task (default: when one "
+        "is configured).",
+    )
 
 
 def service_of(request: Request) -> IndexService:
@@ -83,11 +88,12 @@ async def search(body: SearchBody, request: Request) -> dict[str, Any]:
     f = body.filters
     result = await service.indexer.search(
         query, limit=body.limit, mode=body.mode,
-        filters=Filters(path_glob=f.path, language=f.language, kind=f.kind),
+        filters=Filters(path_glob=f.path, language=f.language, kind=f.kind), rerank=body.rerank,
     )  # fmt: skip
     return {
         "query": query,
         "mode": result.mode,
+        "reranked": result.reranked,
         "took_ms": round(result.took_ms, 2),
         "results": [
             {
