@@ -342,7 +342,9 @@ async def typing_run(
 ) -> Run:
     """Type every target through a fresh completer on ``backend``."""
     gateway = gateway_with(backend)
-    completer = Completer(gateway, budget=Budget(), related=Related(stdlib_root(), lambda: symbols))
+    completer = Completer(
+        gateway, budget=budget_of(args), related=Related(stdlib_root(), lambda: symbols)
+    )
     rng = random.Random(args.seed)
     run = Run()
     try:
@@ -374,7 +376,9 @@ async def no_reuse(
     that computes its whole prompt (in-between keystrokes are not replayed: each would hold
     the model for as long, since prompt processing cannot be interrupted)."""
     gateway = gateway_with(backend)
-    completer = Completer(gateway, budget=Budget(), related=Related(stdlib_root(), lambda: symbols))
+    completer = Completer(
+        gateway, budget=budget_of(args), related=Related(stdlib_root(), lambda: symbols)
+    )
     out: list[float] = []
     for p in [p for p in pauses if not p.cold][: args.no_reuse_pauses]:
         request = CompletionRequest(
@@ -388,10 +392,28 @@ async def no_reuse(
     return out
 
 
-async def baseline(backend: EmbeddedBackend, pauses: list[Pause]) -> list[str]:
+def budget_of(args: argparse.Namespace) -> Budget:
+    """The shipped budget, with the options' overrides."""
+    budget = Budget()
+    return Budget(
+        prefix_tokens=budget.prefix_tokens,
+        suffix_tokens=args.suffix_tokens
+        if args.suffix_tokens is not None
+        else budget.suffix_tokens,
+        context_tokens=args.context_tokens
+        if args.context_tokens is not None
+        else budget.context_tokens,
+        line_tokens=budget.line_tokens,
+        block_tokens=args.block_tokens or budget.block_tokens,
+    )
+
+
+async def baseline(
+    backend: EmbeddedBackend, pauses: list[Pause], args: argparse.Namespace
+) -> list[str]:
     """Prefix-only suggestions at the same points (no suffix, no snippets), untimed."""
     gateway = gateway_with(backend)
-    completer = Completer(gateway, budget=Budget())
+    completer = Completer(gateway, budget=budget_of(args))
     out: list[str] = []
     for p in pauses:
         request = CompletionRequest(
@@ -430,7 +452,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
             backend, targets, symbols, args, max_pauses=args.pauses, session="ours"
         )
         print("prefix-only baseline at the same points …", flush=True)
-        base = await baseline(backend, ours.pauses)
+        base = await baseline(backend, ours.pauses, args)
     finally:
         await backend.close()
 
@@ -475,6 +497,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         "requests": ours.requests,
         "sources": ours.sources,
         "threads": args.threads,
+        "budget": vars(budget_of(args)),
         "load1": round(load1, 2),
         "load_warning": busy,
         "foreign_cpu_s": round(foreign, 1),
@@ -500,6 +523,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=2, help="llama.cpp threads")
     parser.add_argument("--neighbours", type=int, default=12, help="sibling files indexed")
     parser.add_argument("--seed", type=int, default=SEED)
+    parser.add_argument("--suffix-tokens", type=int, help="override the suffix budget")
+    parser.add_argument("--context-tokens", type=int, help="override the related-snippet budget")
+    parser.add_argument("--block-tokens", type=int, help="override the multi-line token limit")
     args = parser.parse_args(argv)
     args.functions = args.functions or (2 if args.quick else 8)
     args.chars = args.chars or (160 if args.quick else 320)

@@ -33,10 +33,10 @@ class Budget:
     """Token budgets of one completion prompt."""
 
     prefix_tokens: int = 640
-    suffix_tokens: int = 128
+    suffix_tokens: int = 32
     context_tokens: int = 256
     line_tokens: int = 24
-    block_tokens: int = 64
+    block_tokens: int = 32
 
     def prompt_tokens(self) -> int:
         """The most tokens a prompt may take, template tokens aside."""
