@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -25,7 +26,7 @@ from _common import emit, table
 from search import QUICK_LINES, Scores, copy_corpus, first_hit, open_bench, subset
 from search_dataset import dataset
 
-DEPTH = 50
+DEPTH = int(os.environ.get("FUSION_DEPTH", "50"))
 
 
 def blend(lexical: list[Any], semantic: list[Any], alpha: float) -> list[Any]:
@@ -78,8 +79,11 @@ def filled(
     return cap_per_file(ranked, 3, 10)
 
 
-async def cosines(indexer: Any, text: str, hits: list[Any]) -> dict[int, float]:
-    """Exact cosine similarity of the query with each hit's stored vector."""
+async def cosines(
+    indexer: Any, text: str, hits: list[Any], heads: dict[int, Any], head_weight: float
+) -> dict[int, float]:
+    """Exact cosine similarity of the query with each hit's stored vector (plus
+    ``head_weight`` × its head vector's, when head vectors are given)."""
     import numpy as np
 
     (vector,), _ = await indexer.gateway.embed([text], kind="query")
@@ -88,7 +92,53 @@ async def cosines(indexer: Any, text: str, hits: list[Any]) -> dict[int, float]:
     out: dict[int, float] = {}
     for chunk_id, blob in indexer.store.chunk_vectors(indexer.embed_model, ids):
         out[chunk_id] = float(np.frombuffer(blob, dtype=np.float32) @ q)
+        if chunk_id in heads:
+            out[chunk_id] += head_weight * float(heads[chunk_id] @ q)
     return out
+
+
+async def head_vectors(bench: Any, tokens: int) -> dict[int, Any]:
+    """Every chunk's embedding cut at ``tokens`` (its path, context and first lines): a
+    second, "head" vector per chunk, cached by chunk hash like ``--reuse-vectors``."""
+    import sqlite3
+
+    import numpy as np
+    from search import bench_settings
+    from search_dataset import cache_dir
+
+    from mimiverse.gateway.factory import build_gateway
+    from mimiverse.index.model import Chunk
+    from mimiverse.index.stores.base import embed_text
+
+    cache = cache_dir() / f"head-vectors-{tokens}.npz"
+    known: dict[str, Any] = {}
+    if cache.exists():
+        data = np.load(cache)
+        known = dict(zip(data["hashes"].tolist(), data["vectors"], strict=True))
+    con = sqlite3.connect(bench.db)
+    rows = con.execute(
+        "SELECT id, path, start_line, end_line, language, kind, symbol, content, context,"
+        " content_hash FROM chunks"
+    ).fetchall()
+    con.close()
+    todo = [r for r in rows if r[9] not in known]
+    if todo:
+        gateway = build_gateway(
+            bench_settings(bench.root, bench.data_dir, embedded_embed_max_tokens=tokens)
+        )
+        try:
+            print(f"embedding {len(todo)} head texts ({tokens} tokens) …", flush=True)
+            for start in range(0, len(todo), 256):
+                part = todo[start : start + 256]
+                texts = [embed_text(Chunk(*r[1:9], content_hash=r[9])) for r in part]
+                vectors, _ = await gateway.embed(texts, kind="passage")
+                for r, v in zip(part, vectors, strict=True):
+                    known[r[9]] = np.asarray(v, dtype=np.float32)
+        finally:
+            await gateway.close()
+        hashes = np.array(list(known))
+        np.savez(cache, hashes=hashes, vectors=np.stack([known[h] for h in hashes]))
+    return {r[0]: known[r[9]] for r in rows}
 
 
 async def study(args: argparse.Namespace) -> dict[str, Any]:
@@ -119,11 +169,12 @@ async def study(args: argparse.Namespace) -> dict[str, Any]:
             f"{len(files)} files, {len(queries)} queries; embedding what is missing …", flush=True
         )
         await indexer.embed_pending()
+        heads = await head_vectors(bench, args.head_tokens) if args.head_tokens else {}
         pairs = []
         for q in queries:
             lex = await indexer.search(q.text, limit=DEPTH, mode="lexical", per_file=DEPTH)
             sem = await indexer.search(q.text, limit=DEPTH, mode="semantic", per_file=DEPTH)
-            cos = await cosines(indexer, q.text, [*lex.hits, *sem.hits])
+            cos = await cosines(indexer, q.text, [*lex.hits, *sem.hits], heads, args.head_weight)
             pairs.append((q, lex.hits, sem.hits, cos))
         variants: dict[str, Any] = {}
         for k in (60, 30, 10):
@@ -171,6 +222,8 @@ def main() -> None:
     parser.add_argument("--work", default="", help="a folder kept by bench/search.py --keep")
     parser.add_argument("--quick", action="store_true", help="its own small embedded subset")
     parser.add_argument("--lines", type=int, default=40_000, help="corpus lines without --work")
+    parser.add_argument("--head-tokens", type=int, default=0, help="add head vectors of N tokens")
+    parser.add_argument("--head-weight", type=float, default=1.0, help="their weight in cosine")
     args = parser.parse_args()
     with contextlib.suppress(ImportError):  # before usearch (see local_embed.preload_runtime)
         import onnxruntime  # noqa: F401
