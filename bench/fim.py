@@ -31,6 +31,7 @@ from __future__ import annotations
 import argparse
 import ast
 import asyncio
+import os
 import random
 import sys
 import time
@@ -441,7 +442,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     targets = pick_targets(args.functions, args.chars, args.seed)
     print(f"{len(targets)} functions: " + ", ".join(f"{t.path}:{t.name}" for t in targets))
     symbols = symbol_map(targets, args.neighbours)
-    watch = CpuWatch([])
+    watch = CpuWatch([os.getpid()])  # the model runs in this process
     mark = watch.mark()
     began = time.perf_counter()
 
