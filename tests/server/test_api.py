@@ -56,7 +56,7 @@ async def test_fim_returns_completion_latency_cached(
 
 async def test_fim_stream_sse(client: httpx.AsyncClient, fake: FakeBackend) -> None:
     fake.enqueue("x", "y")
-    resp = await client.post("/api/ai/fim/stream", json={"prefix": "a = ", "suffix": "b"})
+    resp = await client.post("/api/ai/fim/stream", json={"prefix": "a = ", "suffix": "\nb"})
     assert resp.headers["content-type"].startswith("text/event-stream")
     events = sse(resp.text)
     assert events[:2] == [{"text": "x"}, {"text": "y"}]
