@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from mimiverse.index.indexer import Indexer, index_format
 from mimiverse.index.stores.sqlite import SqliteIndexStore
 
@@ -47,3 +49,19 @@ def test_older_index_format_is_cut_again_keeping_vectors(tmp_path: Path) -> None
         assert indexer.sync().changed == 0
     finally:
         store.close()
+
+
+def test_vector_index_returns_stored_vectors_of_known_ids(tmp_path: Path) -> None:
+    import numpy as np
+
+    from mimiverse.index.vectors import VectorIndex
+
+    index = VectorIndex(tmp_path / "v.usearch", 8)
+    rng = np.random.default_rng(1)
+    matrix = rng.random((3, 8), dtype=np.float32)
+    matrix /= np.linalg.norm(matrix, axis=1, keepdims=True)
+    index.add([10, 11, 12], matrix)
+    got = index.vectors([11, 99, 12])
+    assert sorted(got) == [11, 12]
+    assert float(got[11] @ matrix[1]) == pytest.approx(1.0, abs=1e-3), "half precision"
+    assert index.vectors([99]) == {}

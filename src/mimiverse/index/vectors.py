@@ -116,6 +116,22 @@ class VectorIndex:
             self._index.add(np.asarray(ids, dtype=np.uint64), vectors, threads=self.threads)
             self._ids.update(ids)
 
+    def vectors(self, ids: Sequence[int]) -> dict[int, np.ndarray]:
+        """The stored (half-precision) vectors of the known ``ids``, as float32."""
+        with self._lock:
+            known = [i for i in ids if i in self._ids]
+            if not known:
+                return {}
+            got = self._index.get(np.asarray(known, dtype=np.uint64))
+        if got is None:
+            return {}
+        rows = list(got) if isinstance(got, tuple) else list(np.atleast_2d(got))
+        return {
+            i: np.asarray(v, dtype=np.float32)
+            for i, v in zip(known, rows, strict=True)
+            if v is not None
+        }
+
     def remove(self, ids: Iterable[int]) -> None:
         """Forget chunk ids (unknown ids are ignored)."""
         with self._lock:
