@@ -222,10 +222,16 @@ def _candidates(
 
 def stdlib_sources(root: Path) -> list[Path]:
     """The stdlib ``.py`` files that make the corpus, in a stable order."""
+    return python_sources(root, SKIP_DIRS)
+
+
+def python_sources(root: Path, skip: frozenset[str]) -> list[Path]:
+    """``.py`` files under ``root`` outside folders named in ``skip``, without
+    ``test_*.py``, sorted by relative path."""
     files = [
         p
         for p in root.rglob("*.py")
-        if not (SKIP_DIRS & set(p.relative_to(root).parts[:-1]))
+        if not (skip & set(p.relative_to(root).parts[:-1]))
         and not p.name.startswith("test_")
         and p.is_file()
     ]

@@ -15,7 +15,7 @@ import ast
 import sysconfig
 from pathlib import Path
 
-from search_dataset import SKIP_DIRS, strip_docstrings
+from search_dataset import SKIP_DIRS, python_sources, strip_docstrings
 
 FOLDER = "_installed"
 
@@ -23,15 +23,7 @@ FOLDER = "_installed"
 def installed_sources() -> list[Path]:
     """``.py`` files of the installed packages, in a stable order."""
     root = Path(sysconfig.get_paths()["purelib"])
-    skip = SKIP_DIRS - {"site-packages", "dist-packages"}
-    files = [
-        p
-        for p in root.rglob("*.py")
-        if not (skip & set(p.relative_to(root).parts[:-1]))
-        and not p.name.startswith("test_")
-        and p.is_file()
-    ]
-    return sorted(files, key=lambda p: p.relative_to(root).as_posix())
+    return python_sources(root, SKIP_DIRS - {"site-packages", "dist-packages"})
 
 
 def count_chunks(root: Path) -> int:

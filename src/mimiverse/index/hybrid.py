@@ -28,9 +28,17 @@ def fuse(
     k: int = RRF_K,
 ) -> list[Hit]:
     """One list from several (method → hits best first), scored by Σ w / (k + rank)."""
+    fused = union(rankings)
+    for entry in fused.values():
+        entry.score = sum((weights or {}).get(m, 1.0) / (k + r) for m, r in entry.ranks.items())
+    return cap_per_file(sorted(fused.values(), key=lambda h: -h.score), per_file, limit)
+
+
+def union(rankings: Mapping[str, Sequence[Hit]]) -> dict[int, Hit]:
+    """Every chunk of the lists once (in first-seen order), with each method's rank and
+    score in ``ranks``/``scores`` and ``score`` 0."""
     fused: dict[int, Hit] = {}
     for method, hits in rankings.items():
-        weight = (weights or {}).get(method, 1.0)
         for rank, hit in enumerate(hits, start=1):
             entry = fused.get(hit.chunk_id)
             if entry is None:
@@ -39,8 +47,7 @@ def fuse(
                 fused[hit.chunk_id] = entry
             entry.ranks[method] = rank
             entry.scores[method] = hit.score
-            entry.score += weight / (k + rank)
-    return cap_per_file(sorted(fused.values(), key=lambda h: -h.score), per_file, limit)
+    return fused
 
 
 def cap_per_file(hits: Sequence[Hit], per_file: int, limit: int) -> list[Hit]:
@@ -75,16 +82,7 @@ def blend(
     ``cosine`` maps chunk ids to their similarity with the query; a candidate without a
     vector yet (embedding still running) is judged by its lexical part alone.
     """
-    fused: dict[int, Hit] = {}
-    for method, hits in (("lexical", lexical), ("semantic", semantic)):
-        for rank, hit in enumerate(hits, start=1):
-            entry = fused.get(hit.chunk_id)
-            if entry is None:
-                entry = Hit(hit.chunk_id, hit.path, hit.start_line, hit.end_line, hit.language,
-                            hit.kind, hit.symbol, hit.content)  # fmt: skip
-                fused[hit.chunk_id] = entry
-            entry.ranks[method] = rank
-            entry.scores[method] = hit.score
+    fused = union({"lexical": lexical, "semantic": semantic})
     best = max((h.score for h in lexical), default=0.0) or 1.0
     known = [cosine[i] for i in fused if i in cosine]
     low, high = min(known, default=0.0), max(known, default=1.0)
