@@ -176,6 +176,11 @@ async def study(args: argparse.Namespace) -> dict[str, Any]:
             sem = await indexer.search(q.text, limit=DEPTH, mode="semantic", per_file=DEPTH)
             cos = await cosines(indexer, q.text, [*lex.hits, *sem.hits], heads, args.head_weight)
             pairs.append((q, lex.hits, sem.hits, cos))
+        if args.save:
+            import pickle
+
+            Path(args.save).write_bytes(pickle.dumps(pairs))
+            print(f"candidates saved to {args.save}", flush=True)
         variants: dict[str, Any] = {}
         for k in (60, 30, 10):
             for wl in (1.0, 0.7, 0.5, 0.3):
@@ -222,6 +227,7 @@ def main() -> None:
     parser.add_argument("--work", default="", help="a folder kept by bench/search.py --keep")
     parser.add_argument("--quick", action="store_true", help="its own small embedded subset")
     parser.add_argument("--lines", type=int, default=40_000, help="corpus lines without --work")
+    parser.add_argument("--save", default="", help="pickle each query's candidates here")
     parser.add_argument("--head-tokens", type=int, default=0, help="add head vectors of N tokens")
     parser.add_argument("--head-weight", type=float, default=1.0, help="their weight in cosine")
     args = parser.parse_args()

@@ -207,3 +207,19 @@ def test_blend_judges_a_chunk_without_vector_by_its_lexical_part() -> None:
     assert [h.chunk_id for h in fused] == [1, 2, 3]
     assert fused[0].score == pytest.approx(1.0)
     assert "semantic" not in fused[0].scores
+
+
+def test_name_coverage() -> None:
+    terms = tokens.query_terms("Set the watcher for child processes")
+    assert tokens.name_coverage("Policy.set_child_watcher", terms) == 1.0
+    assert tokens.name_coverage("get_child", terms) == 0.5
+    assert tokens.name_coverage("readlines", tokens.query_terms("read the lines")) == 1.0
+    assert tokens.name_coverage("", terms) == 0.0
+
+
+def test_blend_rewards_hits_whose_name_the_query_spells_out() -> None:
+    lexical = [scored(1, "a.py", 5.0), scored(2, "b.py", 5.0)]
+    lexical[1].symbol = "parse_config"
+    fused = blend(lexical, [], {}, limit=10, query_terms=["parse", "config", "file"])
+    assert [h.chunk_id for h in fused] == [2, 1]
+    assert fused[0].scores["name"] == 1.0

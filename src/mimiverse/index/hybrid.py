@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 from mimiverse.index.stores.base import Hit
+from mimiverse.index.tokens import name_coverage
 
 RRF_K = 60
 """The standard RRF constant (Cormack et al., 2009): damps the weight of top ranks."""
@@ -64,6 +65,11 @@ def cap_per_file(hits: Sequence[Hit], per_file: int, limit: int) -> list[Hit]:
     return out
 
 
+NAME_BONUS = 0.1
+"""Added to a blended score times the share of the hit's name that the query spells out
+(``tokens.name_coverage``): +0.021 MRR@10 on bench/search.py (0.467 → 0.488), best of
+0.05–0.3; counting every dotted part or a bonus for full coverage did worse."""
+
 BLEND_ALPHA = 0.5
 """Share of the semantic part in ``blend`` (0.4–0.6 measured within 0.005 of each other)."""
 
@@ -76,8 +82,10 @@ def blend(
     limit: int,
     per_file: int = 3,
     alpha: float = BLEND_ALPHA,
+    query_terms: Sequence[str] = (),
 ) -> list[Hit]:
-    """``alpha`` × min-max cosine + (1 − alpha) × BM25 / best BM25 over the union.
+    """``alpha`` × min-max cosine + (1 − alpha) × BM25 / best BM25 over the union, plus
+    ``NAME_BONUS`` × how much of each hit's name ``query_terms`` spell out.
 
     ``cosine`` maps chunk ids to their similarity with the query; a candidate without a
     vector yet (embedding still running) is judged by its lexical part alone.
@@ -95,4 +103,9 @@ def blend(
         else:
             semantic_part = lexical_part
         entry.score = alpha * semantic_part + (1 - alpha) * lexical_part
+        if query_terms and entry.symbol:
+            named = name_coverage(entry.symbol, query_terms)
+            if named:
+                entry.scores["name"] = named
+                entry.score += NAME_BONUS * named
     return cap_per_file(sorted(fused.values(), key=lambda h: -h.score), per_file, limit)

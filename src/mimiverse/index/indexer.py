@@ -339,8 +339,8 @@ class Indexer:
         rankings: dict[str, list[Hit]] = {}
         # Both rankings at once: the store's query and the query's encoding each hold a core.
         lexical = semantic = None
+        terms = tokens.query_terms(query)
         if mode in ("hybrid", "lexical"):
-            terms = tokens.query_terms(query)
             lexical = asyncio.ensure_future(
                 asyncio.to_thread(self.store.lexical, terms, fetch, filters)
             )
@@ -385,7 +385,7 @@ class Indexer:
             union = {h.chunk_id for hits in rankings.values() for h in hits}
             cosine = await asyncio.to_thread(self._cosines, query_vector, sorted(union))
             hits = blend(rankings["lexical"], rankings["semantic"], cosine, limit=wanted,
-                         per_file=per_file)  # fmt: skip
+                         per_file=per_file, query_terms=terms)  # fmt: skip
         reranked = False
         if reorder and hits:
             hits, reranked = await self._rerank(query, hits)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 import tomllib
+from collections.abc import Sequence
 from functools import cache, lru_cache
 from importlib import resources
 
@@ -164,3 +165,35 @@ def query_terms(text: str, *, limit: int = 32) -> list[str]:
         seen.setdefault(token, None)
     terms = [t for t in seen if t not in STOPWORDS and len(t) > 1] or list(seen)
     return terms[:limit]
+
+
+_SUFFIXES = ("ing", "es", "ed", "s")
+
+
+def light_stem(word: str) -> str:
+    """``word`` without one common English suffix (``watchers`` → watcher).
+
+    The stores stem inside SQLite (Porter) and tantivy (Snowball), neither exposed to
+    Python; comparing a query's words with the parts of a name needs only this much.
+    """
+    for suffix in _SUFFIXES:
+        if word.endswith(suffix) and len(word) - len(suffix) >= 3:
+            return word[: -len(suffix)]
+    return word
+
+
+def name_coverage(symbol: str, query_terms: Sequence[str]) -> float:
+    """The share of the defined name's words (its last dotted part: ``set_child_watcher``
+    → set, child, watcher; a lone compound is also tried as its two words) that the
+    query's terms contain, 0–1."""
+    name = symbol.rsplit(".", 1)[-1]
+    words = {light_stem(t) for t in query_terms}
+    parts = [light_stem(p) for p in split_identifier(name) if len(p) > 1]
+    if not parts:
+        return 0.0
+    share = sum(p in words for p in parts) / len(parts)
+    if len(parts) == 1:
+        pair = split_compound(parts[0])
+        if pair:
+            share = max(share, sum(light_stem(p) in words for p in pair) / 2)
+    return share
