@@ -49,16 +49,23 @@ FILES = {
 }
 
 
+@pytest.fixture(params=["sqlite", "postgres"])
+def store_url(request: pytest.FixtureRequest) -> str:
+    """The index store: "" for SQLite, else a real PostgreSQL + pgvector's URL."""
+    return str(request.getfixturevalue("postgres_url")) if request.param == "postgres" else ""
+
+
 @pytest.fixture(params=["embed-only"])
 async def api(
-    request: pytest.FixtureRequest, tmp_path: Path, make_settings: Any
+    request: pytest.FixtureRequest, tmp_path: Path, make_settings: Any, store_url: str
 ) -> AsyncIterator[tuple[httpx.AsyncClient, IndexService]]:
-    """The codebase API over a fake embedder (``embed+rerank``: and a fake reranker)."""
+    """The codebase API over each store and a fake embedder (``embed+rerank``: and a fake
+    reranker)."""
     root = tmp_path / "project"
     for rel, text in FILES.items():
         (root / rel).parent.mkdir(parents=True, exist_ok=True)
         (root / rel).write_text(text)
-    settings = make_settings(project_root=root, index_on_start=False)
+    settings = make_settings(project_root=root, index_on_start=False, index_postgres_url=store_url)
     backends = [FakeBackend("fake-embed", capabilities=Capabilities(embed=True))]
     if request.param == "embed+rerank":
         backends.append(FakeBackend("fake-rerank", capabilities=Capabilities(rerank=True)))
