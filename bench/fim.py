@@ -22,6 +22,10 @@ longer length); the prefix-only baseline (the same text before the cursor, no su
 related snippets, its own session) is asked at the same points in the same run, after
 the timed typing, untimed.
 
+``overhead_ratio``: at up to 8 warm points, a one-off engine request (fresh response
+cache) over the raw runtime call with the very prompt the engine sent, both on a warm KV
+cache, order alternating; median of the per-point ratios.
+
 Related snippets come from a symbol map (the index's ``SymbolMap``) of the typed file's
 neighbours in its folder; the typed file itself is indexed without the function.
 """
@@ -426,6 +430,63 @@ async def baseline(
     return out
 
 
+async def overhead(
+    backend: EmbeddedBackend, pauses: list[Pause], args: argparse.Namespace
+) -> list[float]:
+    """Per point: a one-off request through the engine (fresh response cache) over the
+    raw runtime call with the very prompt the engine sent, both on a warm KV cache
+    (one raw 1-token call first), order alternating. The engine may stop earlier (its
+    stop rules), which counts in its favour, as it does for the user."""
+    from mimiverse.gateway.base import FimRequest
+
+    sent: list[FimRequest] = []
+    original = backend.fim_stream
+
+    def recording(request: FimRequest) -> Any:
+        sent.append(request)
+        return original(request)
+
+    backend.fim_stream = recording  # type: ignore[method-assign]
+    ratios: list[float] = []
+    try:
+        for i, p in enumerate([p for p in pauses if not p.cold][: args.overhead_points]):
+            request = CompletionRequest(
+                prefix=p.prefix, suffix=p.suffix, path=p.target, language="python",
+                context=False,
+            )  # fmt: skip
+            sent.clear()
+            await Completer(gateway_with(backend), budget=budget_of(args)).complete(request)
+            fim = sent[-1]
+            prompt, stop = backend.fim_prompt(fim)
+            body: dict[str, Any] = {
+                "prompt": prompt, "max_tokens": fim.max_tokens, "temperature": 0.0,
+                "stop": stop, "cache_prompt": True,
+            }  # fmt: skip
+            if fim.n_indent:
+                body["n_indent"] = fim.n_indent
+            engine = backend._server
+
+            async def raw(b: dict[str, Any] = body, e: Any = engine) -> float:
+                began = time.perf_counter()
+                await asyncio.to_thread(e.handle_completions, b)
+                return time.perf_counter() - began
+
+            async def ours(r: CompletionRequest = request) -> float:
+                began = time.perf_counter()
+                await Completer(gateway_with(backend), budget=budget_of(args)).complete(r)
+                return time.perf_counter() - began
+
+            await raw({**body, "max_tokens": 1})
+            if i % 2:
+                t_raw, t_ours = await raw(), await ours()
+            else:
+                t_ours, t_raw = await ours(), await raw()
+            ratios.append(t_ours / t_raw)
+    finally:
+        backend.fim_stream = original  # type: ignore[method-assign]
+    return ratios
+
+
 def quality(pauses: list[Pause], suggestions: list[str]) -> tuple[float, float]:
     """Exact-match rate and mean edit similarity of first lines against the truth."""
     if not pauses:
@@ -454,6 +515,8 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         )
         print("prefix-only baseline at the same points …", flush=True)
         base = await baseline(backend, ours.pauses, args)
+        print("engine overhead against the raw runtime …", flush=True)
+        ratios = await overhead(backend, ours.pauses, args)
     finally:
         await backend.close()
 
@@ -488,6 +551,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         "typing_no_reuse_p50_ms": rounded(percentile(warm_naive, 50), 1),
         "typing_no_reuse_p95_ms": rounded(percentile(warm_naive, 95), 1),
         "cold_p50_ms": rounded(median(cold), 1),
+        "overhead_ratio": rounded(median(ratios)),
         "exact_match": rounded(em),
         "edit_similarity": rounded(sim),
         "baseline_exact_match": rounded(em_base),
@@ -524,6 +588,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=2, help="llama.cpp threads")
     parser.add_argument("--neighbours", type=int, default=12, help="sibling files indexed")
     parser.add_argument("--seed", type=int, default=SEED)
+    parser.add_argument("--overhead-points", type=int, default=8, help="points timed raw vs ours")
     parser.add_argument("--suffix-tokens", type=int, help="override the suffix budget")
     parser.add_argument("--context-tokens", type=int, help="override the related-snippet budget")
     parser.add_argument("--block-tokens", type=int, help="override the multi-line token limit")
