@@ -70,6 +70,17 @@ def counter(backend: EmbeddedBackend, name: str = "llamacpp:n_decode_total") -> 
     return backend.counters()[name]
 
 
+async def settled(backend: EmbeddedBackend) -> float:
+    """The decode counter once two readings 0.1 s apart agree (at most ~2 s)."""
+    value = counter(backend)
+    for _ in range(20):
+        await asyncio.sleep(0.1)
+        again, value = value, counter(backend)
+        if again == value:
+            break
+    return value
+
+
 async def first_piece(completer: Completer, request: CompletionRequest) -> asyncio.Task[Any]:
     """Start ``request`` and return once the model has streamed something."""
     got = asyncio.Event()
@@ -115,8 +126,8 @@ async def test_embedded_cancel_stops_generation(embedded: EmbeddedBackend) -> No
     flight = completer.sessions.get("canceller").flight
     assert flight is not None and flight.running
     await flight.cancel()  # what a new request elsewhere does
-    stopped_at = counter(embedded)
     assert (await task).cancelled
+    stopped_at = await settled(embedded)  # the decode step under way may still finish
     for _ in range(5):  # the engine's counter does not move any more
         await asyncio.sleep(0.1)
         assert counter(embedded) == stopped_at
