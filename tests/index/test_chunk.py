@@ -158,75 +158,16 @@ EXPECTED_DEFAULT = {
     ],
 }
 
-# max_lines=16: the same cut (members fit), a header chunk plus one chunk per method.
-EXPECTED_SMALL = {
-    "c_sharp/Account.cs": [
-        ("module", "", 1, 5),
-        ("class", "Account", 6, 9),
-        ("method", "Account.Account", 11, 18),
-        ("method", "Account.Deposit", 20, 28),
-        ("method", "Account.TryWithdraw", 30, 40),
-        ("interface", "IAuditor", 42, 46),
-    ],
-    "cpp/matrix.cpp": [
-        ("module", "", 1, 6),
-        ("class", "Matrix", 8, 11),
-        ("method", "Matrix.at", 13, 18),
-        ("class", "Matrix", 20, 26),
-        ("method", "Matrix.multiply", 28, 42),
-    ],
-    "java/Library.java": [
-        ("module", "", 1, 5),
-        ("class", "Library", 7, 10),
-        ("method", "Library.Library", 12, 18),
-        ("method", "Library.find", 20, 28),
-        ("method", "Library.toString", 30, 34),
-        ("interface", "Lendable", 36, 40),
-    ],
-    "javascript/cart.js": [
-        ("module", "", 1, 4),
-        ("class", "Cart", 6, 10),
-        ("method", "Cart.add", 12, 20),
-        ("method", "Cart.total", 22, 26),
-        ("function", "describe", 28, 32),
-        ("function", "isEmpty", 34, 41),
-    ],
-    "php/UserRepository.php": [
-        ("module", "", 1, 7),
-        ("interface", "Repository", 9, 12),
-        ("class", "UserRepository", 14, 18),
-        ("method", "UserRepository.find", 20, 26),
-        ("method", "UserRepository.count", 28, 32),
-        ("function", "make_repository", 34, 37),
-    ],
-    "python/inventory.py": [
-        ("module", "", 1, 8),
-        ("class", "Item", 11, 18),
-        ("method", "Item.restock", 20, 24),
-        ("method", "Item.empty", 26, 28),
-        ("class", "Inventory", 31, 39),
-        ("method", "Inventory.take", 41, 47),
-        ("method", "Inventory.to_json", 49, 53),
-        ("function", "load", 56, 65),
-    ],
-    "ruby/greeter.rb": [
-        ("class", "Greetings.Greeter", 1, 8),
-        ("method", "Greetings.Greeter.initialize", 10, 13),
-        ("method", "Greetings.Greeter.greet", 15, 21),
-        ("method", "Greetings.Greeter.supported?", 23, 26),
-        ("method", "Greetings.greet_all", 28, 31),
-    ],
-}
-
-
 @pytest.mark.parametrize("rel", sorted(EXPECTED_DEFAULT))
 def test_definitions_per_language(rel: str) -> None:
     assert outline(chunk_fixture(rel)) == EXPECTED_DEFAULT[rel]
 
 
-@pytest.mark.parametrize("rel", sorted(EXPECTED_SMALL))
-def test_large_classes_split_into_header_and_methods(rel: str) -> None:
-    assert outline(chunk_fixture(rel, max_lines=16)) == EXPECTED_SMALL[rel]
+# queue.ts's 16-line last method cannot take in the class's closing brace at this limit.
+@pytest.mark.parametrize("rel", sorted(set(EXPECTED_DEFAULT) - {"typescript/queue.ts"}))
+def test_a_smaller_line_limit_keeps_the_member_cut(rel: str) -> None:
+    """These fixtures' definitions fit in 16 lines: the limit changes nothing."""
+    assert outline(chunk_fixture(rel, max_lines=16)) == EXPECTED_DEFAULT[rel]
 
 
 @pytest.mark.parametrize("rel", [str(p.relative_to(FIXTURES)) for p in ALL_FIXTURES])
