@@ -190,6 +190,22 @@ def stdlib_files(root: Path | None = None) -> list[Path]:
     return sorted(files, key=lambda p: p.relative_to(root).as_posix())
 
 
+def parsed_stdlib_files(
+    rng: random.Random, root: Path | None = None
+) -> Iterator[tuple[Path, str, ast.Module]]:
+    """Stdlib files in an order shuffled by ``rng``, with their text and syntax tree
+    (files that cannot be read or parsed are passed over)."""
+    files = stdlib_files(root or stdlib_root())
+    rng.shuffle(files)
+    for path in files:
+        try:
+            text = path.read_text("utf-8")
+            tree = ast.parse(text)
+        except (OSError, UnicodeDecodeError, SyntaxError, ValueError):
+            continue
+        yield path, text, tree
+
+
 def function_prompts(
     count: int,
     *,
@@ -207,17 +223,10 @@ def function_prompts(
     """
     root = root or stdlib_root()
     rng = random.Random(seed)
-    files = stdlib_files(root)
-    rng.shuffle(files)
     prompts: list[CodePrompt] = []
-    for path in files:
+    for path, text, tree in parsed_stdlib_files(rng, root):
         if len(prompts) >= count:
             break
-        try:
-            text = path.read_text("utf-8")
-            tree = ast.parse(text)
-        except (OSError, UnicodeDecodeError, SyntaxError, ValueError):
-            continue
         functions = [
             node
             for node in ast.walk(tree)

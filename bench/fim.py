@@ -53,9 +53,9 @@ from _common import (
     emit,
     load_check,
     median,
+    parsed_stdlib_files,
     percentile,
     rounded,
-    stdlib_files,
     stdlib_root,
     table,
 )
@@ -115,18 +115,11 @@ class Run:
 def pick_targets(count: int, max_chars: int, seed: int) -> list[Target]:
     """Functions (4-30 lines, 150+ chars) from seeded stdlib files, one per file."""
     root = stdlib_root()
-    files = stdlib_files(root)
     rng = random.Random(seed)
-    rng.shuffle(files)
     out: list[Target] = []
-    for path in files:
+    for path, text, tree in parsed_stdlib_files(rng, root):
         if len(out) >= count:
             break
-        try:
-            text = path.read_text("utf-8")
-            tree = ast.parse(text)
-        except (OSError, UnicodeDecodeError, SyntaxError, ValueError):
-            continue
         lines = text.splitlines(keepends=True)
         starts = [0]
         for line in lines:
