@@ -566,6 +566,13 @@ def dump(
     print(f"per-query results written to {path}", flush=True)
 
 
+def emit_variants(bench: str, results: dict[str, dict[str, Any]]) -> None:
+    """A study's table of variants (MRR@10, R@1, R@10), then its JSON line."""
+    rows = [[k, v["mrr10"], v["r1"], v["r10"]] for k, v in results.items()]
+    print(table(["variant", "MRR@10", "R@1", "R@10"], rows))
+    emit({"bench": bench, "variants": results})
+
+
 def print_table(figures: dict[str, Any]) -> None:
     """The human-readable summary."""
     rows = []

@@ -21,8 +21,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from _common import emit, table
-from search import Scores, copy_corpus, first_hit, open_bench, subset
+from search import Scores, copy_corpus, emit_variants, first_hit, open_bench, subset
 from search_dataset import Query, dataset
 
 # Words of docstring first sentences that say little about which code is meant.
@@ -265,9 +264,7 @@ def main() -> None:
     with contextlib.suppress(ImportError):  # before usearch (see local_embed.preload_runtime)
         import onnxruntime  # noqa: F401
     results = asyncio.run(study(args))
-    rows = [[k, v["mrr10"], v["r1"], v["r10"]] for k, v in results.items()]
-    print(table(["variant", "MRR@10", "R@1", "R@10"], rows))
-    emit({"bench": "search_lexical_study", "variants": results})
+    emit_variants("search_lexical_study", results)
 
 
 if __name__ == "__main__":
