@@ -14,7 +14,7 @@ from functools import cache
 from importlib import resources
 
 from mimiverse.errors import ConfigError
-from mimiverse.gateway.base import FimFile
+from mimiverse.gateway.base import FimFile, FimRequest
 
 
 def _fill(pattern: str, **values: str) -> str:
@@ -68,6 +68,11 @@ class FimTemplate:
         """The raw prompt: related files (if any), the FIM prompt, then the middle's start."""
         head = context_block(self, files, repo=repo, path=path)
         return head + _fill(self.prompt, prefix=prefix, suffix=suffix) + middle
+
+    def render_request(self, request: FimRequest) -> str:
+        """``render`` with everything a backend's FIM request carries."""
+        return self.render(request.prefix, request.suffix, request.files, repo=request.repo,
+                           path=request.path, middle=request.middle)  # fmt: skip
 
 
 def context_block(

@@ -193,14 +193,7 @@ class EmbeddedBackend(ModelBackend):
         if self._no_fim:
             raise UpstreamError(self._no_fim, retryable=True, endpoint=self.name)
         template = self._template or fim_templates.get("qwen")
-        prompt = template.render(
-            request.prefix,
-            request.suffix,
-            request.files,
-            repo=request.repo,
-            path=request.path,
-            middle=request.middle,
-        )
+        prompt = template.render_request(request)
         return prompt, [*template.stop, *request.stop]
 
     def fim_stream(self, request: FimRequest) -> AsyncIterator[Delta]:

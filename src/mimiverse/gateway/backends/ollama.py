@@ -294,14 +294,7 @@ class OllamaBackend(HttpBackend):
         stop = list(request.stop)
         body: dict[str, Any] = {"model": self.model, "stream": True}
         if self._template is not None:
-            body["prompt"] = self._template.render(
-                request.prefix,
-                request.suffix,
-                request.files,
-                repo=request.repo,
-                path=request.path,
-                middle=request.middle,
-            )
+            body["prompt"] = self._template.render_request(request)
             body["raw"] = True
             stop += [s for s in self._template.stop if s not in stop]
         else:

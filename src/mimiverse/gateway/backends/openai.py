@@ -234,14 +234,7 @@ class OpenAIBackend(HttpBackend):
             "stream_options": {"include_usage": True},
         }
         if self._template is not None:
-            body["prompt"] = self._template.render(
-                request.prefix,
-                request.suffix,
-                request.files,
-                repo=request.repo,
-                path=request.path,
-                middle=request.middle,
-            )
+            body["prompt"] = self._template.render_request(request)
             stop += [s for s in self._template.stop if s not in stop]
             body["cache_prompt"] = True  # llama.cpp: keep the slot's KV for the next keystroke
             if request.n_indent > 0:
