@@ -451,6 +451,54 @@ def search(
         raise _fail(exc) from exc
 
 
+@app.command("mcp")
+def mcp_cmd(
+    root: Annotated[
+        Path, typer.Option("--root", help="Project whose tools and files are served.")
+    ] = Path("."),
+    print_token: Annotated[
+        bool, typer.Option("--print-token", help="Print the bearer token /mcp expects, and exit.")
+    ] = False,
+) -> None:
+    """Serve the agent's tools, the project's files and prompts over MCP on stdio."""
+    from mimiverse.errors import MimiError
+
+    settings = _settings()
+    if print_token:
+        from mimiverse.mcp.auth import api_token
+
+        sys.stdout.write(api_token(settings) + "\n")
+        return
+    from mimiverse.mcp.server import run_stdio
+
+    try:
+        asyncio.run(run_stdio(settings, root))
+    except MimiError as exc:
+        raise _fail(exc) from exc
+
+
+@app.command("agent")
+def agent_cmd(
+    task: Annotated[str, typer.Argument(help="What the agent should do, in plain words.")],
+    root: Annotated[Path, typer.Option("--root", help="Project to work on.")] = Path("."),
+    yes: Annotated[
+        bool, typer.Option("--yes", "-y", help="Apply changesets without asking (trusted).")
+    ] = False,
+    url: Annotated[
+        str, typer.Option("--url", help="Run on a `mimiverse serve` at this URL instead of in-process.")
+    ] = "",
+) -> None:
+    """Run the agent on a task with a live view of its steps; approve its diffs hunk by hunk."""
+    from mimiverse.agent.cli import run_agent
+    from mimiverse.errors import MimiError
+
+    try:
+        code = asyncio.run(run_agent(_settings(), task, root=root, auto_approve=yes, url=url))
+    except MimiError as exc:
+        raise _fail(exc) from exc
+    raise typer.Exit(code)
+
+
 @app.command("settings")
 def settings_cmd(
     markdown: Annotated[

@@ -10,7 +10,13 @@ Every error that can reach HTTP carries a status code and a message that names t
     │   ├── InvalidJSON (400)
     │   ├── EmptyInput (422)
     │   ├── ContextLengthExceeded (400)
-    │   └── UnknownModel (404)         lists the known models
+    │   ├── UnknownModel (404)         lists the known models
+    │   ├── NotFound (404)             a session, changeset or file that does not exist
+    │   ├── Conflict (409)             the thing changed since it was read (stale changeset)
+    │   └── ToolError (400)            a tool call the model can fix: bad args, no match, …
+    │       ├── PathOutsideWorkspace (400)  a path escapes the project (.., symlink, absolute)
+    │       └── EditMismatch (400)     an edit's search block is not in the file
+    ├── SandboxError (500)             commands cannot run safely; names the install or setting
     ├── CacheError (500)               a cache store failed (never reaches a caller: we degrade)
     └── ModelError (502)               the model side failed
         ├── NoModelForTask (503)       nothing is configured for a task
@@ -85,6 +91,47 @@ class UnknownModel(BadRequest):
 
     status = 404
     code = "model_not_found"
+
+
+class NotFound(BadRequest):
+    """A named session, changeset, file or tool does not exist."""
+
+    status = 404
+    code = "not_found"
+
+
+class Conflict(BadRequest):
+    """The target changed since it was read; nothing was written."""
+
+    status = 409
+    code = "conflict"
+
+
+class ToolError(BadRequest):
+    """A tool call failed in a way the model (or user) can fix; its message says how.
+
+    The agent turns these into observations instead of failing the session.
+    """
+
+    code = "tool_error"
+
+
+class PathOutsideWorkspace(ToolError):
+    """A path resolves outside the project root (``..``, absolute, or a symlink out)."""
+
+    code = "path_outside_workspace"
+
+
+class EditMismatch(ToolError):
+    """An edit's search text is not in the file (or is there more than once)."""
+
+    code = "edit_mismatch"
+
+
+class SandboxError(MimiError):
+    """Commands cannot be run safely here; the message names the install or setting."""
+
+    code = "sandbox_unavailable"
 
 
 class CacheError(MimiError):

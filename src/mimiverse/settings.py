@@ -65,6 +65,25 @@ class EndpointSettings(BaseModel):
     )
 
 
+class McpServerSettings(BaseModel):
+    """One external MCP server whose tools the agent may use (``[[mcp_servers]]``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(description="Namespace of its tools: the agent sees `<name>__<tool>`.")
+    command: list[str] = Field(
+        default_factory=list, description="Program and arguments of a stdio server."
+    )
+    url: str = Field(default="", description="URL of a streamable-HTTP server (instead of command).")
+    env: dict[str, str] = Field(
+        default_factory=dict, description="Extra environment for a stdio server."
+    )
+    headers: dict[str, str] = Field(
+        default_factory=dict, description="Extra HTTP headers for a URL server (e.g. auth)."
+    )
+    timeout_s: float = Field(default=60.0, gt=0, description="Time allowed for one tool call.")
+
+
 class Settings(BaseSettings):
     """Mimiverse settings. Every field has help text (a test checks)."""
 
@@ -260,6 +279,79 @@ class Settings(BaseSettings):
     )
     cache_ttl_rerank_s: int = Field(
         default=3600, ge=0, description="Seconds a rerank result stays cached."
+    )
+
+    # --- agent ------------------------------------------------------------------------
+    agent_max_steps: int = Field(
+        default=24, ge=1, description="Model turns one agent task may take before it stops."
+    )
+    agent_max_tokens: int = Field(
+        default=300_000, ge=1_000, description="Prompt + completion tokens one agent task may use."
+    )
+    agent_max_wall_s: float = Field(
+        default=1800.0, gt=0, description="Seconds one agent task may run (approval waits excluded)."
+    )
+    agent_step_tokens: int = Field(
+        default=1024, ge=64, description="Most tokens the model may write in one agent step."
+    )
+    agent_tool_mode: Literal["auto", "native", "json"] = Field(
+        default="auto",
+        description=(
+            "How the agent asks for tool calls: `native` OpenAI tool_calls, `json` a JSON "
+            "object constrained by a schema (for models without tool calling, such as the "
+            "embedded one), `auto` = native when the endpoint declares tools."
+        ),
+    )
+    agent_auto_approve: bool = Field(
+        default=False,
+        description="Apply the agent's changesets without asking (only for trusted sessions).",
+    )
+    agent_fix_rounds: int = Field(
+        default=3, ge=0, description="Auto-fix rounds: test, read the failures, fix, test again."
+    )
+    agent_test_command: str = Field(
+        default="",
+        description="Command that tests the project; empty = detect (pytest, npm test, go test, cargo test).",
+    )
+
+    # --- sandbox ------------------------------------------------------------------------
+    sandbox_unsafe_no_sandbox: bool = Field(
+        default=False,
+        description=(
+            "UNSAFE: run agent commands without bubblewrap when it is missing. Commands then "
+            "see your whole machine and network. Install bubblewrap instead."
+        ),
+    )
+    sandbox_network: bool = Field(
+        default=False, description="Let sandboxed commands use the network."
+    )
+    sandbox_wall_s: float = Field(
+        default=300.0, gt=0, description="Seconds a sandboxed command may run before it is killed."
+    )
+    sandbox_cpu_s: int = Field(
+        default=300, ge=1, description="CPU seconds a sandboxed command may use."
+    )
+    sandbox_memory_mb: int = Field(
+        default=1024, ge=16, description="Memory a sandboxed command (and its children) may use, MiB."
+    )
+    sandbox_pids: int = Field(
+        default=256, ge=8, description="Processes and threads a sandboxed command may have at once."
+    )
+    sandbox_output_bytes: int = Field(
+        default=200_000, ge=1_000, description="Output kept from a sandboxed command (head and tail)."
+    )
+
+    # --- MCP ----------------------------------------------------------------------------
+    mcp_servers: list[McpServerSettings] = Field(
+        default_factory=list,
+        description="External MCP servers whose tools the agent may use (`[[mcp_servers]]`).",
+    )
+    api_token: str = Field(
+        default="",
+        description=(
+            "Bearer token for /mcp; empty = a random one kept in <data_dir>/api-token "
+            "(`mimiverse mcp --print-token` shows it)."
+        ),
     )
 
     @field_validator("data_dir", "models_dir", "fim_model_file", "chat_model_file", "project_root")

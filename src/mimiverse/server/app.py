@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from collections.abc import AsyncIterator
@@ -40,7 +41,10 @@ def create_app(settings: Settings | None = None, gateway: Gateway | None = None)
             await index.start()
         app.state.index = index
         try:
-            yield
+            async with contextlib.AsyncExitStack() as stack:
+                for enter in app.state.lifespan_contexts:
+                    await stack.enter_async_context(enter())
+                yield
         finally:
             await app.state.completer.close()
             if index is not None:
@@ -52,16 +56,21 @@ def create_app(settings: Settings | None = None, gateway: Gateway | None = None)
     app.state.gateway = gw
     app.state.started = time.time()
     app.state.index = None
+    app.state.lifespan_contexts = []
+    """Async context factories entered for the app's life (the MCP session manager …)."""
     from mimiverse.complete.service import build_completer
 
     app.state.completer = build_completer(settings, gw, lambda: app.state.index)
     _install_error_handlers(app)
     _install_middleware(app, settings)
 
-    from mimiverse.server.routes import ai, cache, codebase, health, openai
+    from mimiverse.server.routes import agent, ai, cache, codebase, health, openai
 
-    for module in (health, openai, ai, cache, codebase):
+    for module in (health, openai, ai, cache, codebase, agent):
         app.include_router(module.router)
+    from mimiverse.mcp.http import mount_mcp
+
+    mount_mcp(app)
     return app
 
 

@@ -1,0 +1,1 @@
+"""One agent runtime: plan → tool calls → observations → answer, with changesets."""
