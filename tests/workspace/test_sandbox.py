@@ -255,3 +255,20 @@ def test_limits_from_settings(make_settings: Callable[..., Any]) -> None:
     settings = make_settings(sandbox_wall_s=7, sandbox_memory_mb=512, sandbox_pids=99)
     limits = Limits.from_settings(settings)
     assert (limits.wall_s, limits.memory_mb, limits.pids) == (7, 512, 99)
+
+
+async def test_git_dir_is_read_only_inside(tmp_path: Path) -> None:
+    """A command cannot plant hooks or filter drivers that git would run outside."""
+    import subprocess
+
+    root = tmp_path / "repo"
+    root.mkdir()
+    subprocess.run(["git", "init", "-q"], cwd=root, check=True)
+    sandbox = Sandbox(root, limits=Limits(wall_s=20))
+    result = await sandbox.run(
+        "echo '[filter \"x\"]' >> .git/config; touch .git/hooks/pre-commit; echo ok > f.txt"
+    )
+    assert "[filter" not in (root / ".git" / "config").read_text()
+    assert not (root / ".git" / "hooks" / "pre-commit").exists()
+    assert (root / "f.txt").read_text() == "ok\n"
+    assert "Read-only file system" in result.output

@@ -46,6 +46,9 @@ def create_app(settings: Settings | None = None, gateway: Gateway | None = None)
                     await stack.enter_async_context(enter())
                 yield
         finally:
+            agent = getattr(app.state, "agent", None)
+            if agent is not None:
+                await agent.close()
             await app.state.completer.close()
             if index is not None:
                 await index.close()

@@ -50,7 +50,13 @@ def bwrap_argv(
     for prefix in python_dirs(root):
         args += ["--ro-bind", str(prefix), str(prefix)]
     args += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp", "--dir", SANDBOX_HOME]
-    args += ["--bind", str(root), str(root), "--remount-ro", "/"]
+    args += ["--bind", str(root), str(root)]
+    git_dir = root / ".git"
+    if git_dir.exists():
+        # Read-only: a command could otherwise plant hooks or filter drivers in .git/config
+        # that git runs outside the sandbox when the git tools stage or commit.
+        args += ["--ro-bind", str(git_dir), str(git_dir)]
+    args += ["--remount-ro", "/"]
     args += ["--chdir", str(workdir), "--clearenv"]
     for key, value in env.items():
         args += ["--setenv", key, value]

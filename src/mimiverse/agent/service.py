@@ -1,0 +1,279 @@
+"""Agent sessions for the API and the CLI: create, run, follow, and decide changesets.
+
+``AgentService`` owns the live sessions of one server. Runs happen in background tasks
+(one at a time per session); their events go to the session's ``EventLog``. Changeset
+decisions from the API (or the CLI's prompt) go through here, which wakes a run waiting
+for them. Sessions and changesets survive a restart through the ``AgentStore``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from mimiverse.agent.context import History
+from mimiverse.agent.events import EventLog
+from mimiverse.agent.runtime import AgentRuntime, Outcome, Probe
+from mimiverse.agent.session import AgentSession, Usage
+from mimiverse.agent.toolkit import build_tool_context, open_store
+from mimiverse.errors import BadRequest, Conflict, NotFound
+
+if TYPE_CHECKING:
+    from mimiverse.agent.changes import Changeset
+    from mimiverse.agent.store import AgentStore
+    from mimiverse.agent.tools.base import Registry
+    from mimiverse.gateway.service import Gateway
+    from mimiverse.index.indexer import Indexer
+    from mimiverse.settings import Settings
+
+log = logging.getLogger("mimiverse.agent")
+
+IndexerFor = Callable[[Path], "Indexer | None"]
+
+
+class AgentService:
+    """The live agent sessions of one process."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        gateway: Gateway,
+        store: AgentStore | None = None,
+        *,
+        registry: Registry | None = None,
+        indexer_for: IndexerFor | None = None,
+    ) -> None:
+        from mimiverse.agent.tools import default_registry
+
+        self.settings = settings
+        self.gateway = gateway
+        self.store = store if store is not None else open_store(settings)
+        self.registry = registry or default_registry()
+        self.indexer_for = indexer_for or (lambda root: None)
+        self.sessions: dict[str, AgentSession] = {}
+
+    # --- sessions -----------------------------------------------------------------------
+
+    def create(
+        self, root: str | Path | None = None, title: str = "", auto_approve: bool | None = None
+    ) -> AgentSession:
+        """A new session on ``root`` (default: the server's project)."""
+        folder = Path(root or self.settings.project_root).expanduser().resolve()
+        if not folder.is_dir():
+            raise BadRequest(
+                f"project folder {str(folder)!r} does not exist: create it or fix the path"
+            )
+        session_id = f"ses_{uuid.uuid4().hex[:16]}"
+        trusted = self.settings.agent_auto_approve if auto_approve is None else auto_approve
+        session = self._assemble(session_id, folder, title, trusted)
+        self.store.create_session(session_id, str(folder), title, session.state())
+        self.sessions[session_id] = session
+        return session
+
+    def _assemble(
+        self, session_id: str, root: Path, title: str, auto_approve: bool
+    ) -> AgentSession:
+        eventlog = EventLog(session_id, self.store)
+        ctx = build_tool_context(
+            self.settings,
+            root,
+            store=self.store,
+            gateway=self.gateway,
+            indexer=lambda: self.indexer_for(root),
+            session_id=session_id,
+        )
+        ctx.auto_approve = auto_approve
+
+        async def on_output(text: str) -> None:
+            eventlog.emit("output", text=text)
+
+        ctx.on_output = on_output
+        return AgentSession(
+            id=session_id,
+            root=root,
+            title=title,
+            log=eventlog,
+            changes=ctx.changes,
+            ctx=ctx,
+            auto_approve=auto_approve,
+        )
+
+    def get(self, session_id: str) -> AgentSession:
+        """A live session, or one loaded from the store (after a restart)."""
+        if session_id in self.sessions:
+            return self.sessions[session_id]
+        row = self.store.session(session_id)
+        if row is None:
+            raise NotFound(
+                f"no agent session {session_id!r}: create one with POST /api/agent/sessions"
+            )
+        state = row["state"]
+        session = self._assemble(
+            session_id, Path(row["root"]), row["title"], bool(state.get("auto_approve"))
+        )
+        session.history = History.from_dict(state.get("history", {}))
+        usage = state.get("usage", {})
+        session.usage = Usage(
+            int(usage.get("prompt_tokens", 0)),
+            int(usage.get("completion_tokens", 0)),
+            int(usage.get("steps", 0)),
+            float(usage.get("model_ms", 0.0)),
+        )
+        session.status = (
+            "idle" if row["status"] in ("running", "waiting_approval") else row["status"]
+        )
+        session.created_at = row["created_at"]
+        self.sessions[session_id] = session
+        return session
+
+    def list_sessions(self) -> list[dict[str, Any]]:
+        """Sessions, newest first (live ones with their current status)."""
+        rows = self.store.sessions()
+        for row in rows:
+            live = self.sessions.get(row["id"])
+            if live is not None:
+                row["status"] = live.status
+            row.pop("state", None)
+        return rows
+
+    # --- runs ---------------------------------------------------------------------------
+
+    def runtime(self, session: AgentSession) -> AgentRuntime:
+        """A runtime for one run of ``session``."""
+        facts = self._facts(session)
+        return AgentRuntime(
+            session,
+            gateway=self.gateway,
+            registry=self.registry,
+            settings=self.settings,
+            store=self.store,
+            facts=facts,
+        )
+
+    def _facts(self, session: AgentSession) -> str:
+        lines = []
+        indexer = self.indexer_for(session.root)
+        if indexer is not None:
+            try:
+                repo_map = indexer.symbol_map().repo_map(budget_tokens=600)
+            except Exception:  # the map is a help, never a reason to fail a run
+                log.exception("repo map failed")
+                repo_map = ""
+            if repo_map:
+                lines.append("Repository map (most referenced definitions):\n" + repo_map)
+        memory = self.store.recall(str(session.root))
+        if memory:
+            lines.append(
+                "Known about this project: " + "; ".join(f"{k}: {v}" for k, v in memory.items())
+            )
+        return "\n\n".join(lines)
+
+    async def run(self, session_id: str, message: str) -> Outcome:
+        """Run ``message`` to the end and return how it ended."""
+        task = self.start(session_id, message)
+        return await task
+
+    def start(self, session_id: str, message: str) -> asyncio.Task[Outcome]:
+        """Start a run in the background; 409 while one is in progress."""
+        session = self.get(session_id)
+        if not message.strip():
+            raise BadRequest("the message is empty: say what the agent should do")
+        if session.running:
+            raise Conflict(
+                f"session {session_id} is still working on its last message: wait for its "
+                "session_finished event, or cancel it (POST …/cancel)"
+            )
+        if not session.title:
+            session.title = message.strip().splitlines()[0][:80]
+        runtime = self.runtime(session)
+        session.task = asyncio.create_task(runtime.run(message), name=f"agent-{session_id}")
+        return session.task
+
+    async def cancel(self, session_id: str) -> bool:
+        """Cancel the running run, if any."""
+        session = self.get(session_id)
+        task = session.task
+        if task is None or task.done():
+            return False
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await task
+        return True
+
+    async def probe_step(self, session_id: str, message: str) -> Probe:
+        """One parsed model step for ``message``, executing nothing (benchmarks)."""
+        return await self.runtime(self.get(session_id)).probe(message)
+
+    # --- changesets ---------------------------------------------------------------------
+
+    def _owner(self, changeset_id: str) -> AgentSession:
+        data = self.store.get_changeset(changeset_id)
+        if data is None:
+            raise NotFound(f"no changeset {changeset_id!r}")
+        return self.get(str(data.get("session_id", "")))
+
+    def changeset(self, changeset_id: str) -> Changeset:
+        """One changeset."""
+        return self._owner(changeset_id).changes.get(changeset_id)
+
+    def changesets(self, session_id: str | None = None) -> list[Changeset]:
+        """Changesets of one session, or of every live session."""
+        if session_id is not None:
+            return self.get(session_id).changes.list()
+        from mimiverse.agent.changes import Changeset
+
+        return [Changeset.from_dict(d) for d in self.store.list_changesets()]
+
+    def decide(
+        self,
+        changeset_id: str,
+        *,
+        approve: list[str] | None = None,
+        reject: list[str] | None = None,
+        all: bool | None = None,
+    ) -> Changeset:
+        """Approve or reject hunks; wakes the run waiting for them once all are decided."""
+        session = self._owner(changeset_id)
+        changeset = session.changes.decide(changeset_id, approve=approve, reject=reject, all=all)
+        decided = {h.id: h.status for f in changeset.files for h in f.hunks}
+        session.log.emit("changeset_decided", id=changeset_id, hunks=decided, by="user")
+        pending = [h for h, status in decided.items() if status == "pending"]
+        future = session.decisions.get(changeset_id)
+        if not pending and future is not None and not future.done():
+            future.set_result(None)
+        return changeset
+
+    def apply(self, changeset_id: str) -> Changeset:
+        """Apply a decided changeset nobody is waiting on (from MCP or an earlier run)."""
+        session = self._owner(changeset_id)
+        if changeset_id in session.decisions:
+            raise Conflict(
+                f"the agent applies {changeset_id} itself once every hunk is decided: "
+                "approve or reject the remaining hunks instead"
+            )
+        changeset = session.changes.apply(changeset_id)
+        session.log.emit(
+            "changeset_applied", id=changeset_id, status=changeset.status,
+            files=[f.path for f in changeset.files],
+        )  # fmt: skip
+        return changeset
+
+    def undo(self, changeset_id: str) -> Changeset:
+        """Undo an applied changeset."""
+        session = self._owner(changeset_id)
+        changeset = session.changes.undo(changeset_id)
+        session.log.emit(
+            "changeset_undone", id=changeset_id, files=[f.path for f in changeset.files]
+        )
+        return changeset
+
+    async def close(self) -> None:
+        """Cancel running sessions."""
+        for session in list(self.sessions.values()):
+            if session.running:
+                await self.cancel(session.id)
