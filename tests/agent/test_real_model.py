@@ -36,6 +36,8 @@ async def real_agent(
     )
     await backend.start()
     gateway = gateway_with(backend)
+    for endpoint in gateway.router.routes["chat"]:
+        endpoint.timeout_s = 600  # as the factory sets it: 2 shared cores are slow
     await gateway.start(preload=False)
     settings = make_settings(project_root=project, agent_max_steps=8, agent_fix_rounds=1)
     store = AgentStore(settings.data_dir / "mimiverse.sqlite3")

@@ -42,6 +42,7 @@ async def run_agent(
     await gateway.start(preload=False)
     service = AgentService(settings, gateway)
     try:
+        await service.connect()
         session = service.create(root, auto_approve=auto_approve)
         console.print(f"[dim]session {session.id} · {escape(str(session.root))}[/dim]")
         after = session.log.last_seq

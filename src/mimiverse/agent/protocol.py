@@ -27,8 +27,9 @@ from mimiverse.gateway.base import ChatRequest
 
 Mode = Literal["native", "json"]
 FINISH = "finish"
-THOUGHT_MAX_CHARS = 600
-PLAN_MAX_STEPS = 6
+THOUGHT_MAX_CHARS = 300
+PLAN_MAX_STEPS = 4
+PLAN_STEP_MAX_CHARS = 100
 
 
 class MalformedReply(MimiError):
@@ -136,7 +137,7 @@ class ToolProtocol:
         if first_step:
             properties["plan"] = {
                 "type": "array",
-                "items": {"type": "string", "maxLength": 160},
+                "items": {"type": "string", "maxLength": PLAN_STEP_MAX_CHARS},
                 "minItems": 1,
                 "maxItems": PLAN_MAX_STEPS,
             }
@@ -156,7 +157,9 @@ class ToolProtocol:
         lines = []
         for name in self.tools:
             tool = self.registry.get(name)
-            lines.append(f"- {name}({_signature(tool.parameters())}): {tool.description}")
+            lines.append(
+                f"- {name}({_signature(tool.parameters())}): {_first_sentence(tool.description)}"
+            )
         lines.append(f"- {FINISH}(answer: string): end the task and tell the user the result.")
         return "\n".join(lines)
 
@@ -351,6 +354,12 @@ def _strict(schema: dict[str, Any]) -> dict[str, Any]:
     out.setdefault("properties", {})
     out["additionalProperties"] = False
     return out
+
+
+def _first_sentence(text: str) -> str:
+    """The description's first sentence: the grammar enforces the arguments, so less is enough."""
+    match = re.search(r"(?<=[.!?])\s", text)
+    return text[: match.start()] if match else text
 
 
 def _signature(schema: dict[str, Any]) -> str:

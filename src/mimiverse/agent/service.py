@@ -29,11 +29,34 @@ if TYPE_CHECKING:
     from mimiverse.agent.tools.base import Registry
     from mimiverse.gateway.service import Gateway
     from mimiverse.index.indexer import Indexer
+    from mimiverse.mcp.client import McpTools
     from mimiverse.settings import Settings
 
 log = logging.getLogger("mimiverse.agent")
 
 IndexerFor = Callable[[Path], "Indexer | None"]
+LISTED_FILES = 40
+"""Files named in the prompt of a project without an index (small projects: all of them)."""
+
+
+def _file_listing(root: Path) -> str:
+    """The project's files (gitignore-aware), for a model that has not looked around yet."""
+    from mimiverse.index.scan import scan
+
+    try:
+        files = [f.path for f in scan(root).files]
+    except Exception:  # a listing is a help, never a reason to fail a run
+        log.exception("listing %s failed", root)
+        return ""
+    if not files:
+        return "The project has no source files yet."
+    shown = ", ".join(files[:LISTED_FILES])
+    more = (
+        f" … and {len(files) - LISTED_FILES} more (use list_dir)"
+        if len(files) > LISTED_FILES
+        else ""
+    )
+    return f"Project files: {shown}{more}"
 
 
 class AgentService:
@@ -56,6 +79,24 @@ class AgentService:
         self.registry = registry or default_registry()
         self.indexer_for = indexer_for or (lambda root: None)
         self.sessions: dict[str, AgentSession] = {}
+        self.mcp: McpTools | None = None
+        self.mcp_tool_names: list[str] = []
+
+    async def connect(self) -> None:
+        """Connect the external MCP servers in ``mcp_servers`` and add their tools.
+
+        Call ``close()`` from the same task (the SDK's connections are task-bound).
+        A server that fails is logged and left out; the others still work.
+        """
+        if not self.settings.mcp_servers or self.mcp is not None:
+            return
+        from mimiverse.mcp.client import McpTools
+
+        self.mcp = McpTools(self.settings)
+        await self.mcp.__aenter__()
+        self.mcp_tool_names = self.mcp.register(self.registry)
+        for name, why in self.mcp.unavailable.items():
+            log.warning("MCP server %r is unavailable: %s", name, why)
 
     # --- sessions -----------------------------------------------------------------------
 
@@ -166,6 +207,8 @@ class AgentService:
                 repo_map = ""
             if repo_map:
                 lines.append("Repository map (most referenced definitions):\n" + repo_map)
+        else:
+            lines.append(_file_listing(session.root))
         memory = self.store.recall(str(session.root))
         if memory:
             lines.append(
@@ -273,7 +316,10 @@ class AgentService:
         return changeset
 
     async def close(self) -> None:
-        """Cancel running sessions."""
+        """Cancel running sessions; disconnect MCP servers."""
         for session in list(self.sessions.values()):
             if session.running:
                 await self.cancel(session.id)
+        if self.mcp is not None:
+            mcp, self.mcp = self.mcp, None
+            await mcp.__aexit__(None, None, None)

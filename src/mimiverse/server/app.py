@@ -46,9 +46,6 @@ def create_app(settings: Settings | None = None, gateway: Gateway | None = None)
                     await stack.enter_async_context(enter())
                 yield
         finally:
-            agent = getattr(app.state, "agent", None)
-            if agent is not None:
-                await agent.close()
             await app.state.completer.close()
             if index is not None:
                 await index.close()
@@ -71,6 +68,7 @@ def create_app(settings: Settings | None = None, gateway: Gateway | None = None)
 
     for module in (health, openai, ai, cache, codebase, agent):
         app.include_router(module.router)
+    app.state.lifespan_contexts.append(lambda: agent.agent_lifespan(app))
     from mimiverse.mcp.http import mount_mcp
 
     mount_mcp(app)

@@ -35,6 +35,7 @@ class Workspace:
                     path=text,
                 ) from None
         full = (self.root / candidate).resolve()
+        full = self._without_root_name(candidate, full)
         if full != self.root and self.root not in full.parents:
             raise PathOutsideWorkspace(
                 f"path {text!r} resolves outside the project (via '..' or a symlink); "
@@ -44,8 +45,23 @@ class Workspace:
         if must_exist and not full.exists():
             from mimiverse.errors import NotFound
 
-            raise NotFound(f"no file or directory {self.relative(full)!r} in the project", path=text)
+            raise NotFound(
+                f"no file or directory {self.relative(full)!r} in the project", path=text
+            )
         return full
+
+    def _without_root_name(self, candidate: Path, full: Path) -> Path:
+        """``app/src/x.py`` in project ``app`` means ``src/x.py`` when only that exists.
+
+        Models (and people) often prefix the project's own folder name.
+        """
+        parts = candidate.parts
+        if len(parts) < 2 or parts[0] != self.root.name or full.exists():
+            return full
+        if (self.root / parts[0]).exists():
+            return full
+        stripped = (self.root / Path(*parts[1:])).resolve()
+        return stripped if stripped.exists() else full
 
     def relative(self, path: str | Path) -> str:
         """``path`` relative to the root, with forward slashes ('.' for the root)."""

@@ -48,9 +48,9 @@ class DecisionBody(BaseModel):
     hunks: list[str] | None = Field(default=None, description="Hunk ids; omit for every hunk.")
 
 
-def agent_of(request: Request) -> AgentService:
-    """The app's agent service, built on first use."""
-    state = request.app.state
+def agent_of(request: Request | Any) -> AgentService:
+    """The app's agent service, built on first use (``request`` may be the app itself)."""
+    state = getattr(request, "app", request).state
     service: AgentService | None = getattr(state, "agent", None)
     if service is None:
         from mimiverse.agent.service import AgentService
@@ -68,6 +68,20 @@ def agent_of(request: Request) -> AgentService:
         service = AgentService(settings, state.gateway, indexer_for=indexer_for)
         state.agent = service
     return service
+
+
+@contextlib.asynccontextmanager
+async def agent_lifespan(app: Any) -> AsyncIterator[None]:
+    """Connect configured MCP servers at start-up; cancel runs and disconnect at shutdown."""
+    if app.state.settings.mcp_servers:
+        await agent_of(app).connect()
+    try:
+        yield
+    finally:
+        service = getattr(app.state, "agent", None)
+        if service is not None:
+            app.state.agent = None
+            await service.close()
 
 
 def changeset_json(changeset: Changeset) -> dict[str, Any]:
@@ -164,7 +178,7 @@ async def events_ws(websocket: WebSocket, session_id: str, after: int = 0) -> No
 
     await websocket.accept()
     try:
-        service = agent_of(websocket)  # type: ignore[arg-type]
+        service = agent_of(websocket)
         session = service.get(session_id)
     except MimiError as exc:
         await websocket.send_json(exc.to_dict())
