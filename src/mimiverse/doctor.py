@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
-import shutil
 import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -60,13 +59,21 @@ def _redis(settings: Settings) -> Check:
         )  # fmt: skip
 
 
-def _sandbox() -> Check:
-    if shutil.which("bwrap"):
-        return Check("sandbox", "ok", f"bubblewrap at {shutil.which('bwrap')}")
-    return Check(
-        "sandbox", "warn", "bubblewrap not installed (needed to run agent commands)",
-        "apt-get install -y bubblewrap",
-    )  # fmt: skip
+def _sandbox(settings: Settings) -> Check:
+    from mimiverse.errors import SandboxError
+    from mimiverse.workspace.sandbox import Sandbox
+
+    try:
+        sandbox = Sandbox.from_settings(settings, settings.project_root.expanduser().resolve())
+    except SandboxError as exc:
+        return Check(
+            "sandbox", "warn", "bubblewrap not installed (needed to run agent commands)",
+            "apt-get install -y bubblewrap",
+        )  if "bubblewrap" in exc.message else Check("sandbox", "warn", exc.message)  # fmt: skip
+    about = sandbox.describe()
+    status = "warn" if sandbox.unsafe else "ok"
+    detail = f"{about['isolation']}; limits by {about['limits']}; network {'on' if about['network'] else 'off'}"
+    return Check("sandbox", status, detail)
 
 
 def _runtime() -> Check:
@@ -101,7 +108,7 @@ async def run_checks(settings: Settings, *, load: bool = False) -> list[Check]:
     """Every check, in report order."""
     from mimiverse.gateway.factory import build_gateway
 
-    checks = [_runtime(), *_weights(settings), _sqlite(), _redis(settings), _sandbox()]
+    checks = [_runtime(), *_weights(settings), _sqlite(), _redis(settings), _sandbox(settings)]
     try:
         gw = build_gateway(settings)
     except MimiError as exc:
