@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -19,40 +17,21 @@ from mimiverse.gateway.service import Gateway
 from mimiverse.settings import Settings
 from mimiverse.testing import FakeBackend, gateway_with
 from mimiverse.workspace.paths import Workspace
+from tests.workspace.gitrepo import git, isolate_git_config, make_repo
 
 CALC = "def divide(a, b):\n    return a / b\n"
 
 
 @pytest.fixture(autouse=True)
 def no_user_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Git reads no author from the machine's ~/.gitconfig."""
-    home = tmp_path / "home"
-    home.mkdir()
-    monkeypatch.setenv("HOME", str(home))
-    monkeypatch.delenv("XDG_CONFIG_HOME", raising=False)
-
-
-def git(root: Path, *args: str) -> str:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
-    done = subprocess.run(
-        ["git", *args], cwd=root, env=env, check=True, capture_output=True, text=True
-    )
-    return done.stdout
+    isolate_git_config(tmp_path, monkeypatch)
 
 
 @pytest.fixture
 def repo(tmp_path: Path) -> Path:
     """calc.py and its test, committed by a configured author."""
-    root = tmp_path / "repo"
-    (root / "tests").mkdir(parents=True)
-    (root / "calc.py").write_text(CALC)
-    (root / "tests" / "test_calc.py").write_text("def test_divide():\n    pass\n")
-    git(root, "init", "-q", "-b", "main")
-    git(root, "config", "user.name", "Ada")
-    git(root, "config", "user.email", "ada@example.com")
-    git(root, "add", "-A")
-    git(root, "commit", "-qm", "init")
-    return root
+    files = {"calc.py": CALC, "tests/test_calc.py": "def test_divide():\n    pass\n"}
+    return make_repo(tmp_path / "repo", files)
 
 
 @pytest.fixture

@@ -186,38 +186,34 @@ async def test_search_code_bad_arguments_name_the_field(
     assert not blank.ok and "blank" in blank.text
 
 
-@pytest.mark.parametrize("with_index", [True, False])
-async def test_find_symbol(
-    registry: Registry,
+@pytest.fixture(params=["index", "no index"])
+def symbol_ctx(
+    request: pytest.FixtureRequest,
     make_ctx: Callable[[Indexer | None], ToolContext],
     indexer: Indexer,
-    with_index: bool,
-) -> None:
-    ctx = make_ctx(indexer if with_index else None)
-    result = await registry.call("find_symbol", {"name": "add"}, ctx)
+) -> ToolContext:
+    """A context with the code index, and one without (the symbol tools parse files then)."""
+    return make_ctx(indexer if request.param == "index" else None)
+
+
+async def test_find_symbol(registry: Registry, symbol_ctx: ToolContext) -> None:
+    result = await registry.call("find_symbol", {"name": "add"}, symbol_ctx)
     assert result.ok
     body = result.text.splitlines()
-    if not with_index:
+    if symbol_ctx.indexer() is None:
         assert body.pop(0).startswith("(no code index")
     assert body == ["1 definition of 'add':", "calc.py:4  function  def add(a, b):"]
     assert result.data["definitions"] == [
         {"path": "calc.py", "line": 4, "kind": "function", "signature": "def add(a, b):"}
     ]
-    method = await registry.call("find_symbol", {"name": "Calculator.total"}, ctx)
+    method = await registry.call("find_symbol", {"name": "Calculator.total"}, symbol_ctx)
     assert "calc.py:14" in method.text
-    missing = await registry.call("find_symbol", {"name": "multiply"}, ctx)
+    missing = await registry.call("find_symbol", {"name": "multiply"}, symbol_ctx)
     assert missing.ok and "no definition of 'multiply'" in missing.text
 
 
-@pytest.mark.parametrize("with_index", [True, False])
-async def test_find_references(
-    registry: Registry,
-    make_ctx: Callable[[Indexer | None], ToolContext],
-    indexer: Indexer,
-    with_index: bool,
-) -> None:
-    ctx = make_ctx(indexer if with_index else None)
-    result = await registry.call("find_references", {"name": "add"}, ctx)
+async def test_find_references(registry: Registry, symbol_ctx: ToolContext) -> None:
+    result = await registry.call("find_references", {"name": "add"}, symbol_ctx)
     assert result.ok
     body = [line for line in result.text.splitlines() if not line.startswith("(")]
     assert body == [
@@ -232,7 +228,7 @@ async def test_find_references(
         "kind": "call",
         "text": "            result = add(result, x)",
     }
-    none = await registry.call("find_references", {"name": "subtract"}, ctx)
+    none = await registry.call("find_references", {"name": "subtract"}, symbol_ctx)
     assert none.ok and "no references to 'subtract'" in none.text
 
 

@@ -238,20 +238,15 @@ class ChangeManager:
         with self._lock:
             draft = self._draft()
             key = self._key(path)
-            change = draft.file(key)
+            change = self._tracked(draft, key)
             if change is None:
-                text = self._read_disk(key)
-                if text is None:
-                    if search.strip():
-                        raise NotFound(
-                            f"no file {key!r} in the project; create it with create_file",
-                            path=key,
-                        )
-                    return self._stage_write(draft, key, replace)
-                change = self._track(draft, key, text)
-            elif change.after is None:
+                if search.strip():
+                    raise NotFound(
+                        f"no file {key!r} in the project; create it with create_file", path=key
+                    )
+                return self._stage_write(draft, key, replace)
+            if change.after is None:
                 raise NotFound(f"{key!r} is deleted in the pending changes", path=key)
-            assert change.after is not None
             if search == replace:
                 raise ToolError("search and replace are the same: nothing would change")
             change.after = diffs.replace_block(change.after, search, replace, path=key)
@@ -266,14 +261,10 @@ class ChangeManager:
 
     def _stage_write(self, draft: Changeset, key: str, content: str) -> FileChange:
         _check_size(key, content)
-        change = draft.file(key)
+        change = self._tracked(draft, key)
         if change is None:
-            text = self._read_disk(key)
-            if text is None:
-                change = FileChange(key, None, None)
-                draft.files.append(change)
-            else:
-                change = self._track(draft, key, text)
+            change = FileChange(key, None, None)
+            draft.files.append(change)
         change.after = content
         return self._save_draft(draft, change)
 
@@ -282,13 +273,10 @@ class ChangeManager:
         with self._lock:
             draft = self._draft()
             key = self._key(path)
-            change = draft.file(key)
+            change = self._tracked(draft, key)
             if change is None:
-                text = self._read_disk(key)
-                if text is None:
-                    raise NotFound(f"no file {key!r} in the project", path=key)
-                change = self._track(draft, key, text)
-            elif change.after is None:
+                raise NotFound(f"no file {key!r} in the project", path=key)
+            if change.after is None:
                 raise NotFound(f"{key!r} is already deleted in the pending changes", path=key)
             if change.renamed_from is not None:
                 change.path, change.renamed_from = change.renamed_from, None
@@ -302,13 +290,10 @@ class ChangeManager:
         with self._lock:
             draft = self._draft()
             src_key, dst_key = self._key(src), self._key(dst)
-            change = draft.file(src_key)
+            change = self._tracked(draft, src_key)
             if change is None:
-                text = self._read_disk(src_key)
-                if text is None:
-                    raise NotFound(f"no file {src_key!r} in the project", path=src_key)
-                change = self._track(draft, src_key, text)
-            elif change.after is None:
+                raise NotFound(f"no file {src_key!r} in the project", path=src_key)
+            if change.after is None:
                 raise NotFound(f"{src_key!r} is deleted in the pending changes", path=src_key)
             if dst_key != change.source and (
                 draft.file(dst_key) is not None or (self.workspace.root / dst_key).exists()
@@ -560,6 +545,17 @@ class ChangeManager:
             raise ToolError(
                 f"{key!r} is not UTF-8 text; the agent edits UTF-8 files only", path=key
             ) from None
+
+    def _tracked(self, draft: Changeset, key: str) -> FileChange | None:
+        """The draft's change to ``key``, tracking the file on disk when the draft has none
+        yet; None when neither has it. (A change whose ``after`` is None deletes the file.)"""
+        change = draft.file(key)
+        if change is None:
+            text = self._read_disk(key)
+            if text is None:
+                return None
+            change = self._track(draft, key, text)
+        return change
 
     def _track(self, draft: Changeset, key: str, text: str) -> FileChange:
         mode = (self.workspace.root / key).stat().st_mode & 0o7777

@@ -416,11 +416,8 @@ def parse_status(text: str, prefix: str = "") -> Status:
     def rel(path: str) -> str:
         return posixpath.relpath(path, prefix) if prefix else path
 
-    fields = text.split("\0")
-    i = 0
-    while i < len(fields):
-        record = fields[i]
-        i += 1
+    fields = iter(text.split("\0"))  # a rename's original path is the next field
+    for record in fields:
         if not record:
             continue
         kind = record[0]
@@ -431,8 +428,7 @@ def parse_status(text: str, prefix: str = "") -> Status:
             xy, path = parts[1], parts[-1]
             orig = None
             if kind == "2":
-                orig = rel(fields[i])
-                i += 1
+                orig = rel(next(fields))
             entry_x, entry_y = xy[0], xy[1]
             if entry_x != ".":
                 status.staged.append(Entry(rel(path), entry_x, entry_y, orig))
@@ -463,18 +459,15 @@ def _branch_header(status: Status, record: str) -> None:
 
 def parse_numstat(text: str) -> list[FileStat]:
     """Parse ``git diff --numstat -z`` (renames report the new path)."""
-    fields = text.split("\0")
+    fields = iter(text.split("\0"))
     files: list[FileStat] = []
-    i = 0
-    while i < len(fields):
-        record = fields[i]
-        i += 1
+    for record in fields:
         if not record:
             continue
         added, removed, path = record.split("\t", 2)
         if not path:  # a rename: the old and the new path follow as fields of their own
-            path = fields[i + 1]
-            i += 2
+            next(fields)
+            path = next(fields)
         binary = added == "-"
         files.append(
             FileStat(path, None if binary else int(added), None if binary else int(removed))

@@ -10,6 +10,7 @@ from __future__ import annotations
 from pydantic import Field
 
 from mimiverse.agent import diffs
+from mimiverse.agent.tools._common import project_path
 from mimiverse.agent.tools.base import Tool, ToolArgs, ToolContext, ToolResult
 from mimiverse.errors import ToolError
 
@@ -39,7 +40,7 @@ class EditFile(Tool):
     mutates = True
 
     async def run(self, args: EditFile.Args, ctx: ToolContext) -> ToolResult:
-        key = _key(ctx, args.path)
+        key = project_path(ctx, args.path)
         old = ctx.changes.read(key)
         change = ctx.changes.stage_edit(key, args.search, args.replace)
         return _staged(ctx, f"staged edit to {key}", key, old, change.after, key)
@@ -65,7 +66,7 @@ class CreateFile(Tool):
     mutates = True
 
     async def run(self, args: CreateFile.Args, ctx: ToolContext) -> ToolResult:
-        key = _key(ctx, args.path)
+        key = project_path(ctx, args.path)
         old = ctx.changes.read(key)
         if old is not None and not args.overwrite:
             raise ToolError(
@@ -90,7 +91,7 @@ class DeleteFile(Tool):
     mutates = True
 
     async def run(self, args: DeleteFile.Args, ctx: ToolContext) -> ToolResult:
-        key = _key(ctx, args.path)
+        key = project_path(ctx, args.path)
         old = ctx.changes.read(key)
         ctx.changes.stage_delete(key)
         return _staged(ctx, f"staged deletion of {key}", key, old, None, key)
@@ -112,15 +113,10 @@ class RenameFile(Tool):
     mutates = True
 
     async def run(self, args: RenameFile.Args, ctx: ToolContext) -> ToolResult:
-        src, dst = _key(ctx, args.src), _key(ctx, args.dst)
+        src, dst = project_path(ctx, args.src), project_path(ctx, args.dst)
         text = ctx.changes.read(src)
         ctx.changes.stage_rename(src, dst)
         return _staged(ctx, f"staged rename of {src} to {dst}", src, text, text, dst)
-
-
-def _key(ctx: ToolContext, path: str) -> str:
-    """``path`` relative to the project root; PathOutsideWorkspace for escapes."""
-    return ctx.workspace.relative(ctx.workspace.resolve(path))
 
 
 def _staged(

@@ -13,6 +13,7 @@ from typing import ClassVar
 from pathspec import GitIgnoreSpec
 from pydantic import Field, model_validator
 
+from mimiverse.agent.tools._common import plural
 from mimiverse.agent.tools.base import OBSERVATION_LIMIT, Tool, ToolArgs, ToolContext, ToolResult
 from mimiverse.errors import NotFound, ToolError
 from mimiverse.index.scan import (  # the scan's own ignore rules, so the tree matches the index
@@ -455,7 +456,7 @@ def _draw(node: _Node, lines: list[str], indent: str) -> None:
             if child.note:
                 line += f"  ({child.note})"
             elif child.count is not None and not child.children:
-                line += f"  ({child.count} {'entry' if child.count == 1 else 'entries'})"
+                line += f"  ({plural(child.count, 'entry', 'entries')})"
         else:
             line = f"{indent}  {child.name}  {_size(child.size)}"
             if child.note:

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, ClassVar, TypeVar
 from pydantic import Field
 
 from mimiverse.agent.prompts import prompt
+from mimiverse.agent.tools._common import plural, project_path
 from mimiverse.agent.tools.base import OBSERVATION_LIMIT, Tool, ToolArgs, ToolContext, ToolResult
 from mimiverse.errors import BadRequest, MimiError, ToolError
 from mimiverse.gateway.base import ChatRequest
@@ -127,7 +128,7 @@ class GitDiff(Tool):
         )
 
     async def run(self, args: GitDiff.Args, ctx: ToolContext) -> ToolResult:
-        paths = [_relative(ctx, args.path)] if args.path else []
+        paths = [project_path(ctx, args.path)] if args.path else []
         git = Git(ctx.workspace.root)
         diff = await _git(git.diff(staged=args.staged, paths=paths, limit=DIFF_SHOWN))
         what = "Staged changes" if args.staged else "Changes against the last commit"
@@ -144,8 +145,7 @@ class GitDiff(Tool):
         if len(stat) > STAT_LINES:
             stat = [*stat[:STAT_LINES], f"… {len(stat) - STAT_LINES} more files"]
         summary = "\n".join(stat)
-        count = f"{len(diff.files)} file{'s' if len(diff.files) != 1 else ''}"
-        text = f"{what}{where} ({count}):\n{summary}\n\n{diff.text}"
+        text = f"{what}{where} ({plural(len(diff.files), 'file')}):\n{summary}\n\n{diff.text}"
         if diff.truncated:
             text += "\n[diff cut here: pass path to see one file at a time]"
         return ToolResult(text.rstrip("\n") + _draft_note(ctx), data=data)
@@ -174,7 +174,7 @@ class GitCommit(Tool):
         )
 
     async def run(self, args: GitCommit.Args, ctx: ToolContext) -> ToolResult:
-        paths = [_relative(ctx, p) for p in args.paths or []]
+        paths = [project_path(ctx, p) for p in args.paths or []]
         git = Git(ctx.workspace.root, hooks=False)
         staged = await _git(git.stage(paths))
         message, source = args.message.strip(), "given"
@@ -187,7 +187,7 @@ class GitCommit(Tool):
             names += f" and {len(commit.files) - 10} more"
         lines = [
             f'Committed {commit.sha[:10]}: "{commit.subject}" '
-            f"({len(commit.files)} file{'s' if len(commit.files) != 1 else ''}: {names})"
+            f"({plural(len(commit.files), 'file')}: {names})"
         ]
         if source == "model":
             lines.append("The message was written by the model from the staged diff.")
@@ -209,11 +209,6 @@ class GitCommit(Tool):
             "default_author": commit.default_author,
         }
         return ToolResult("\n".join(lines) + _draft_note(ctx), data=data)
-
-
-def _relative(ctx: ToolContext, path: str) -> str:
-    """``path`` relative to the project root; PathOutsideWorkspace when it escapes."""
-    return ctx.workspace.relative(ctx.workspace.resolve(path))
 
 
 async def commit_message(gateway: Gateway | None, diff: Diff) -> tuple[str, str]:

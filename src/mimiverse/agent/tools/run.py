@@ -18,6 +18,7 @@ from typing import Any, ClassVar
 
 from pydantic import Field
 
+from mimiverse.agent.tools._common import project_path
 from mimiverse.agent.tools.base import Tool, ToolArgs, ToolContext, ToolResult
 from mimiverse.agent.tools.testparse import TestReport, parse
 from mimiverse.errors import ToolError
@@ -178,7 +179,7 @@ def _narrow(ctx: ToolContext, test: TestCommand, path: str) -> str:
     if test.runner in ("pytest", "go"):
         ctx.workspace.resolve(target, must_exist=True)
     if test.runner == "go":
-        rel = ctx.workspace.relative(ctx.workspace.resolve(target))
+        rel = project_path(ctx, target)
         return f"go test ./{rel}/..." if rel != "." else test.command
     if test.runner == "npm":
         return f"{test.command} -- {shlex.quote(path)}"

@@ -7,18 +7,21 @@ to tree-sitter tags of the files that mention the name, saying so in the observa
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 from pydantic import Field
 
+from mimiverse.agent.tools._common import plural
 from mimiverse.agent.tools.base import Tool, ToolArgs, ToolContext, ToolResult
 from mimiverse.errors import BackendUnavailable, ToolError
 from mimiverse.index import tokens
+from mimiverse.index.model import SourceFile
 from mimiverse.index.scan import read_text, scan
 from mimiverse.index.symbols import Tag, extract_tags
 
@@ -87,7 +90,7 @@ def _render_hits(query: str, mode: str, hits: Iterable[Any]) -> ToolResult:
             data={"mode": mode, "hits": []},
         )
     terms = [t.lower() for t in tokens.query_terms(query)]
-    lines = [f"{_plural(len(hits), 'result')} for {query!r} ({mode} search):"]
+    lines = [f"{plural(len(hits), 'result')} for {query!r} ({mode} search):"]
     data = []
     for n, hit in enumerate(hits, start=1):
         label = " ".join(x for x in (hit.kind, hit.symbol) if x)
@@ -128,10 +131,6 @@ def _snippet(content: str, start_line: int, terms: list[str]) -> list[str]:
     return out
 
 
-def _plural(n: int, one: str, many: str = "") -> str:
-    return f"{n} {one if n == 1 else many or one + 's'}"
-
-
 def _cut(line: str) -> str:
     line = line.rstrip()
     return line if len(line) <= SNIPPET_CHARS else line[:SNIPPET_CHARS] + "…"
@@ -163,11 +162,7 @@ def text_search(root: Path, query: str, limit: int, max_bytes: int) -> list[Text
     words = sorted({w.lower() for w in tokens.words_in(query) if len(w) > 1})
     patterns = [re.compile(re.escape(w)) for w in words]
     found: list[TextHit] = []
-    for file in scan(root, max_bytes=max_bytes).files:
-        try:
-            text = read_text(root / file.path)
-        except OSError:
-            continue
+    for file, text in _file_texts(root, max_bytes):
         low = text.lower()
         if phrase not in low and not any(p.search(low) for p in patterns):
             continue
@@ -190,6 +185,16 @@ def text_search(root: Path, query: str, limit: int, max_bytes: int) -> list[Text
     return found[:limit]
 
 
+def _file_texts(root: Path, max_bytes: int) -> Iterator[tuple[SourceFile, str]]:
+    """Each scan-accepted file of the project with its text (unreadable files skipped)."""
+    for file in scan(root, max_bytes=max_bytes).files:
+        try:
+            text = read_text(root / file.path)
+        except OSError:
+            continue
+        yield file, text
+
+
 def _render_text_hits(query: str, hits: list[TextHit], note: str) -> ToolResult:
     prefix = f"({note})\n" if note else ""
     data: dict[str, Any] = {
@@ -199,7 +204,7 @@ def _render_text_hits(query: str, hits: list[TextHit], note: str) -> ToolResult:
     }
     if not hits:
         return ToolResult(f"{prefix}no file contains {query!r} or its words", data=data)
-    lines = [f"{prefix}{_plural(len(hits), 'text match', 'text matches')} for {query!r}:"]
+    lines = [f"{prefix}{plural(len(hits), 'text match', 'text matches')} for {query!r}:"]
     for n, hit in enumerate(hits, start=1):
         last = hit.first + len(hit.context) - 1
         lines.append(f"{n}. {hit.path}:{hit.first}-{last}")
@@ -219,7 +224,44 @@ class _SymbolArgs(ToolArgs):
     )
 
 
-class FindSymbol(Tool):
+@dataclass
+class _Listing:
+    """What a symbol tool says about the tags it found."""
+
+    title: str
+    rows: Iterable[str]
+    """One line per tag shown (at most ``MAX_TAGS``)."""
+    empty: str
+    """The answer when there are no tags."""
+    data: dict[str, Any]
+
+
+class _SymbolTool(Tool):
+    """find_symbol and find_references: look the name's tags up, then list them."""
+
+    role: ClassVar[str]
+    """``def`` (definitions) or ``ref`` (references)."""
+    mutates: ClassVar[bool] = False
+    Args: ClassVar[type[ToolArgs]] = _SymbolArgs
+
+    async def run(self, args: _SymbolArgs, ctx: ToolContext) -> ToolResult:
+        name = _identifier(args.name)
+        tags, note = await _tags(ctx, name, self.role)
+        listing = await self.listing(name, tags, ctx)
+        prefix = f"({note})\n" if note else ""
+        if not tags:
+            return ToolResult(prefix + listing.empty, data=listing.data)
+        lines = [prefix + listing.title, *listing.rows]
+        if len(tags) > MAX_TAGS:
+            lines.append(f"[{len(tags) - MAX_TAGS} more not shown]")
+        return ToolResult("\n".join(lines), data=listing.data)
+
+    @abc.abstractmethod
+    async def listing(self, name: str, tags: list[Tag], ctx: ToolContext) -> _Listing:
+        """The title, rows, empty answer and data for ``tags`` of ``name``."""
+
+
+class FindSymbol(_SymbolTool):
     """Where a function, class or method is defined."""
 
     name: ClassVar[str] = "find_symbol"
@@ -227,35 +269,25 @@ class FindSymbol(Tool):
         "Find where a function, class, method or variable is defined: path:line, kind and "
         "the definition's first line."
     )
-    mutates: ClassVar[bool] = False
-    Args: ClassVar[type[ToolArgs]] = _SymbolArgs
+    role: ClassVar[str] = "def"
 
-    async def run(self, args: _SymbolArgs, ctx: ToolContext) -> ToolResult:
-        name = _identifier(args.name)
-        tags, note = await _tags(ctx, name, "def")
-        prefix = f"({note})\n" if note else ""
-        data: dict[str, Any] = {
-            "name": name,
-            "definitions": [
-                {"path": t.path, "line": t.line, "kind": t.kind, "signature": t.signature}
-                for t in tags
-            ],
-        }
-        if not tags:
-            text = (
-                f"{prefix}no definition of {name!r} found; check the spelling, or use "
-                "search_code to look for it by words"
-            )
-            return ToolResult(text, data=data)
-        lines = [f"{prefix}{_plural(len(tags), 'definition')} of {name!r}:"]
-        for tag in tags[:MAX_TAGS]:
-            lines.append(f"{tag.path}:{tag.line}  {tag.kind}  {tag.signature}")
-        if len(tags) > MAX_TAGS:
-            lines.append(f"[{len(tags) - MAX_TAGS} more not shown]")
-        return ToolResult("\n".join(lines), data=data)
+    async def listing(self, name: str, tags: list[Tag], ctx: ToolContext) -> _Listing:
+        return _Listing(
+            title=f"{plural(len(tags), 'definition')} of {name!r}:",
+            rows=(f"{t.path}:{t.line}  {t.kind}  {t.signature}" for t in tags[:MAX_TAGS]),
+            empty=f"no definition of {name!r} found; check the spelling, or use "
+            "search_code to look for it by words",
+            data={
+                "name": name,
+                "definitions": [
+                    {"path": t.path, "line": t.line, "kind": t.kind, "signature": t.signature}
+                    for t in tags
+                ],
+            },
+        )
 
 
-class FindReferences(Tool):
+class FindReferences(_SymbolTool):
     """Where a name is used."""
 
     name: ClassVar[str] = "find_references"
@@ -263,35 +295,27 @@ class FindReferences(Tool):
         "Find where a function, class or variable is used (calls, imports, base classes): "
         "path:line and the line's text."
     )
-    mutates: ClassVar[bool] = False
-    Args: ClassVar[type[ToolArgs]] = _SymbolArgs
+    role: ClassVar[str] = "ref"
 
-    async def run(self, args: _SymbolArgs, ctx: ToolContext) -> ToolResult:
-        name = _identifier(args.name)
-        tags, note = await _tags(ctx, name, "ref")
-        prefix = f"({note})\n" if note else ""
+    async def listing(self, name: str, tags: list[Tag], ctx: ToolContext) -> _Listing:
         shown = tags[:MAX_TAGS]
         texts = await asyncio.to_thread(_line_texts, ctx.workspace.root, shown)
-        data: dict[str, Any] = {
-            "name": name,
-            "references": [
-                {"path": t.path, "line": t.line, "kind": t.kind, "text": text}
-                for t, text in zip(shown, texts, strict=True)
+        return _Listing(
+            title=f"{plural(len(tags), 'reference')} to {name!r}:",
+            rows=[
+                f"{t.path}:{t.line}  {_cut(x.strip())}" for t, x in zip(shown, texts, strict=True)
             ],
-            "total": len(tags),
-        }
-        if not tags:
-            text = (
-                f"{prefix}no references to {name!r} found (calls, imports and base classes "
-                "are tracked); use search_code with mode 'text' for other mentions"
-            )
-            return ToolResult(text, data=data)
-        lines = [f"{prefix}{_plural(len(tags), 'reference')} to {name!r}:"]
-        for tag, text in zip(shown, texts, strict=True):
-            lines.append(f"{tag.path}:{tag.line}  {_cut(text.strip())}")
-        if len(tags) > MAX_TAGS:
-            lines.append(f"[{len(tags) - MAX_TAGS} more not shown]")
-        return ToolResult("\n".join(lines), data=data)
+            empty=f"no references to {name!r} found (calls, imports and base classes are "
+            "tracked); use search_code with mode 'text' for other mentions",
+            data={
+                "name": name,
+                "references": [
+                    {"path": t.path, "line": t.line, "kind": t.kind, "text": text}
+                    for t, text in zip(shown, texts, strict=True)
+                ],
+                "total": len(tags),
+            },
+        )
 
 
 def _identifier(name: str) -> str:
@@ -317,11 +341,7 @@ def _scan_tags(root: Path, name: str, role: str, max_bytes: int) -> list[Tag]:
     """Tags of ``name`` from parsing every scan-accepted file that mentions it."""
     short = name.rsplit(".", 1)[-1]
     found: list[Tag] = []
-    for file in scan(root, max_bytes=max_bytes).files:
-        try:
-            text = read_text(root / file.path)
-        except OSError:
-            continue
+    for file, text in _file_texts(root, max_bytes):
         if short not in text:
             continue
         found.extend(
