@@ -485,7 +485,8 @@ def agent_cmd(
         bool, typer.Option("--yes", "-y", help="Apply changesets without asking (trusted).")
     ] = False,
     url: Annotated[
-        str, typer.Option("--url", help="Run on a `mimiverse serve` at this URL instead of in-process.")
+        str,
+        typer.Option("--url", help="Run on a `mimiverse serve` at this URL instead of in-process."),
     ] = "",
 ) -> None:
     """Run the agent on a task with a live view of its steps; approve its diffs hunk by hunk."""

@@ -74,7 +74,9 @@ class McpServerSettings(BaseModel):
     command: list[str] = Field(
         default_factory=list, description="Program and arguments of a stdio server."
     )
-    url: str = Field(default="", description="URL of a streamable-HTTP server (instead of command).")
+    url: str = Field(
+        default="", description="URL of a streamable-HTTP server (instead of command)."
+    )
     env: dict[str, str] = Field(
         default_factory=dict, description="Extra environment for a stdio server."
     )
@@ -289,7 +291,9 @@ class Settings(BaseSettings):
         default=300_000, ge=1_000, description="Prompt + completion tokens one agent task may use."
     )
     agent_max_wall_s: float = Field(
-        default=1800.0, gt=0, description="Seconds one agent task may run (approval waits excluded)."
+        default=1800.0,
+        gt=0,
+        description="Seconds one agent task may run (approval waits excluded).",
     )
     agent_step_tokens: int = Field(
         default=1024, ge=64, description="Most tokens the model may write in one agent step."
@@ -332,13 +336,17 @@ class Settings(BaseSettings):
         default=300, ge=1, description="CPU seconds a sandboxed command may use."
     )
     sandbox_memory_mb: int = Field(
-        default=1024, ge=16, description="Memory a sandboxed command (and its children) may use, MiB."
+        default=1024,
+        ge=16,
+        description="Memory a sandboxed command (and its children) may use, MiB.",
     )
     sandbox_pids: int = Field(
         default=256, ge=8, description="Processes and threads a sandboxed command may have at once."
     )
     sandbox_output_bytes: int = Field(
-        default=200_000, ge=1_000, description="Output kept from a sandboxed command (head and tail)."
+        default=200_000,
+        ge=1_000,
+        description="Output kept from a sandboxed command (head and tail).",
     )
 
     # --- MCP ----------------------------------------------------------------------------

@@ -9,7 +9,11 @@ def long_history(steps: int) -> History:
     history = History()
     history.add({"role": "user", "content": "THE TASK: fix the parser"}, pinned=True)
     for n in range(1, steps + 1):
-        history.add({"role": "assistant", "content": f'{{"tool": "read_file", "n": {n}}}'}, step=n, note=f"step {n}: read_file")
+        history.add(
+            {"role": "assistant", "content": f'{{"tool": "read_file", "n": {n}}}'},
+            step=n,
+            note=f"step {n}: read_file",
+        )
         history.add({"role": "user", "content": "x" * 3000}, step=n, note=f"  → ok: file {n}")
     return history
 

@@ -45,7 +45,9 @@ def test_lenient_shapes(proto: ToolProtocol, text: str) -> None:
 
 
 def test_finish_and_plan(proto: ToolProtocol) -> None:
-    step = proto.parse('{"plan": ["a", "b"], "thought": "t", "action": {"tool": "finish", "args": {"answer": "done"}}}')
+    step = proto.parse(
+        '{"plan": ["a", "b"], "thought": "t", "action": {"tool": "finish", "args": {"answer": "done"}}}'
+    )
     assert step.answer == "done" and step.plan == ["a", "b"]
 
 

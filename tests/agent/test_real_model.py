@@ -48,7 +48,9 @@ async def real_agent(
     store.close()
 
 
-async def test_embedded_model_drives_the_whole_loop(real_agent: AgentService, project: Path) -> None:
+async def test_embedded_model_drives_the_whole_loop(
+    real_agent: AgentService, project: Path
+) -> None:
     session = real_agent.create(project)
     proposals: list[str] = []
 

@@ -29,8 +29,12 @@ async def approve_when_proposed(agent: AgentService, session_id: str) -> list[st
 async def test_fixes_failing_test_with_approval_and_sandboxed_tests(
     agent: AgentService, fake_model: FakeBackend, project: Path
 ) -> None:
-    fake_model.enqueue(step("read_file", plan=["read calc.py", "fix add", "run tests"], path="calc.py"))
-    fake_model.enqueue(step("edit_file", path="calc.py", search="return a - b", replace="return a + b"))
+    fake_model.enqueue(
+        step("read_file", plan=["read calc.py", "fix add", "run tests"], path="calc.py")
+    )
+    fake_model.enqueue(
+        step("edit_file", path="calc.py", search="return a - b", replace="return a + b")
+    )
     fake_model.enqueue(step("run_tests"))
     fake_model.enqueue(step("finish", answer="add() subtracted; it adds now and the tests pass."))
     session = agent.create(project)
@@ -49,7 +53,10 @@ async def test_fixes_failing_test_with_approval_and_sandboxed_tests(
         assert kind in seen, (kind, seen)
     assert seen.index("proposed_diff") < seen.index("changeset_applied") < seen.index("test_result")
     proposal = next(e for e in events if e.kind == "proposed_diff")
-    assert "-    return a - b" in proposal.data["diff"] and "+    return a + b" in proposal.data["diff"]
+    assert (
+        "-    return a - b" in proposal.data["diff"]
+        and "+    return a + b" in proposal.data["diff"]
+    )
     assert approved == [proposal.data["id"]]
     result = next(e for e in events if e.kind == "test_result")
     assert result.data["passed"] is True
@@ -76,7 +83,10 @@ async def test_bad_calls_become_observations_and_nothing_is_written(
     assert (project / "calc.py").read_text() == CALC
     observations = [e.data for e in session.log.events if e.kind == "observation"]
     assert [o["ok"] for o in observations] == [False, False]
-    assert "not found in calc.py" in observations[0]["text"] and "return a * b" in observations[0]["text"]
+    assert (
+        "not found in calc.py" in observations[0]["text"]
+        and "return a * b" in observations[0]["text"]
+    )
     assert "outside" in observations[1]["text"]
     errors = [e.data["message"] for e in session.log.events if e.kind == "error"]
     assert any("paht" in m or "path" in m for m in errors), errors
@@ -90,10 +100,14 @@ async def test_bad_calls_become_observations_and_nothing_is_written(
 async def test_auto_fix_round_then_stuck_with_explanation(
     agent: AgentService, fake_model: FakeBackend, project: Path
 ) -> None:
-    fake_model.enqueue(step("edit_file", path="calc.py", search="return a - b", replace="return a + b + 1"))
+    fake_model.enqueue(
+        step("edit_file", path="calc.py", search="return a - b", replace="return a + b + 1")
+    )
     fake_model.enqueue(step("finish", answer="fixed"))
     # Fix round 1: still wrong.
-    fake_model.enqueue(step("edit_file", path="calc.py", search="return a + b + 1", replace="return a + b - 1"))
+    fake_model.enqueue(
+        step("edit_file", path="calc.py", search="return a + b + 1", replace="return a + b - 1")
+    )
     fake_model.enqueue(step("finish", answer="fixed now"))
     session = agent.create(project, auto_approve=True)
     outcome = await agent.run(session.id, "fix add")
@@ -109,9 +123,13 @@ async def test_auto_fix_round_then_stuck_with_explanation(
 async def test_auto_fix_round_succeeds(
     agent: AgentService, fake_model: FakeBackend, project: Path
 ) -> None:
-    fake_model.enqueue(step("edit_file", path="calc.py", search="return a - b", replace="return a + b + 1"))
+    fake_model.enqueue(
+        step("edit_file", path="calc.py", search="return a - b", replace="return a + b + 1")
+    )
     fake_model.enqueue(step("finish", answer="fixed"))
-    fake_model.enqueue(step("edit_file", path="calc.py", search="return a + b + 1", replace="return a + b"))
+    fake_model.enqueue(
+        step("edit_file", path="calc.py", search="return a + b + 1", replace="return a + b")
+    )
     fake_model.enqueue(step("finish", answer="fixed for real"))
     session = agent.create(project, auto_approve=True)
     outcome = await agent.run(session.id, "fix add")
@@ -139,7 +157,11 @@ async def test_rejected_changes_are_not_written_and_the_model_hears_it(
     await watcher
     assert outcome.status == "done"
     assert (project / "calc.py").read_text() == CALC
-    obs = [e.data for e in session.log.events if e.kind == "observation" and e.data["name"] == "run_tests"]
+    obs = [
+        e.data
+        for e in session.log.events
+        if e.kind == "observation" and e.data["name"] == "run_tests"
+    ]
     assert obs and "rejected" in obs[0]["text"]
 
 

@@ -145,7 +145,9 @@ class AgentStore:
 
     # --- changesets ---------------------------------------------------------------------
 
-    def put_changeset(self, changeset_id: str, session_id: str, status: str, data: dict[str, Any]) -> None:
+    def put_changeset(
+        self, changeset_id: str, session_id: str, status: str, data: dict[str, Any]
+    ) -> None:
         """Insert or replace one changeset (its full JSON form)."""
         with self._lock:
             self._conn.execute(

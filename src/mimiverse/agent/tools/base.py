@@ -186,9 +186,7 @@ def explain_validation(name: str, exc: ValidationError, schema: dict[str, Any]) 
         f"{key}{'' if key in required else '?'}: {value.get('type', 'any')}"
         for key, value in props.items()
     )
-    return (
-        f"invalid arguments for {name}: " + "; ".join(problems) + f". Expected {{{shape}}}"
-    )
+    return f"invalid arguments for {name}: " + "; ".join(problems) + f". Expected {{{shape}}}"
 
 
 def inline_schema(schema: dict[str, Any]) -> dict[str, Any]:
