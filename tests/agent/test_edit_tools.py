@@ -154,3 +154,15 @@ async def test_delete_and_rename_then_apply(root: Path, ctx: ToolContext) -> Non
     ctx.changes.apply(changeset.id)
     assert not (root / "old.txt").exists() and not (root / "calc.py").exists()
     assert (root / "lib" / "calc.py").read_text() == CALC
+
+
+def test_an_edit_that_breaks_the_syntax_says_so() -> None:
+    from mimiverse.agent.tools.edit import syntax_warning
+
+    good = "def add(a, b):\n    return a + b\n"
+    broken = "def add(a, b):\n    return (a + b\n"
+    warning = syntax_warning("calc.py", good, broken)
+    assert "no longer parses as python" in warning and "line 2" in warning
+    assert syntax_warning("calc.py", good, good.replace("+", "-")) == ""
+    assert syntax_warning("calc.py", broken, broken + "x = 1\n") == ""  # was broken already
+    assert syntax_warning("notes.txt", None, "((") == ""

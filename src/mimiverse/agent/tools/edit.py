@@ -7,6 +7,8 @@ session (``ctx.auto_approve``), applied. Paths go through ``ctx.workspace.resolv
 
 from __future__ import annotations
 
+from typing import Any
+
 from pydantic import Field
 
 from mimiverse.agent import diffs
@@ -134,11 +136,50 @@ def _staged(
     shown = "\n".join(lines[:DIFF_LINES_SHOWN])
     if len(lines) > DIFF_LINES_SHOWN:
         shown += f"\n… ({len(lines) - DIFF_LINES_SHOWN} more diff lines)"
+    warning = syntax_warning(new_path, before, after)
     return ToolResult(
-        text=f"{verdict} (proposal, not yet applied):\n{shown}",
+        text=f"{verdict} (proposal, not yet applied):\n{shown}{warning}",
         data={"path": new_path, "diff": diff, "changeset_id": changeset_id},
         changeset_id=changeset_id,
     )
+
+
+def syntax_warning(path: str, before: str | None, after: str | None) -> str:
+    """A note when an edit leaves a file that no longer parses (tree-sitter), else ''.
+
+    Like aider's lint-after-edit: a small model learns of a broken indent or bracket from
+    this line instead of from a failing test run two steps later.
+    """
+    from mimiverse.index.chunk import parse
+    from mimiverse.index.languages import language_for
+
+    language = language_for(path)
+    if after is None or language is None or language == "markdown":
+        return ""
+    tree = parse(language, after.encode())
+    if tree is None or not tree.root_node.has_error:
+        return ""
+    if before is not None:
+        old = parse(language, before.encode())
+        if old is not None and old.root_node.has_error:
+            return ""  # it did not parse before either: not this edit's doing
+    line = _first_error_line(tree.root_node)
+    text = after.splitlines()[line - 1] if 0 < line <= len(after.splitlines()) else ""
+    return (
+        f"\nwarning: after this edit {path} no longer parses as {language} "
+        f"(first error near line {line}: {text.strip()[:120]!r}). Fix it with another edit_file "
+        "(check indentation and brackets)."
+    )
+
+
+def _first_error_line(node: Any) -> int:
+    stack = [node]
+    while stack:
+        current = stack.pop(0)
+        if current.type == "ERROR" or current.is_missing:
+            return int(current.start_point[0]) + 1
+        stack = [*current.children, *stack]
+    return int(node.start_point[0]) + 1
 
 
 TOOLS = (EditFile, CreateFile, DeleteFile, RenameFile)
