@@ -1,7 +1,7 @@
 """The agent: well-formed tool calls of the chat model, and small bug-fix tasks solved.
 
-    flock /tmp/mimi-bench.lock .venv/bin/python bench/agent.py --quick   # 10 prompts, 2 tasks
-    flock /tmp/mimi-bench.lock .venv/bin/python bench/agent.py           # all: an hour or more
+    flock /tmp/mimi-bench.lock .venv/bin/python bench/agent.py --quick  # ~13 min
+    flock /tmp/mimi-bench.lock .venv/bin/python bench/agent.py          # ~1.5 h
 
 ``wellformed_tool_call_rate``: each prompt of ``agent_data/prompts.toml`` opens a fresh
 session on a git copy of its fixture repo and asks for one model step
@@ -15,13 +15,15 @@ the task's ``check`` exits 0 afterwards. ``task.toml``'s ``fix`` is the referenc
 (``tests/bench/test_agent_data.py`` proves each task fails before it and passes after).
 
 The model is the embedded chat model (Qwen2.5-Coder-1.5B-Instruct Q4_K_M, in-process), or
-an OpenAI-compatible server with ``--model-url``. On 2 cores a step takes ~5-15 s.
+an OpenAI-compatible server with ``--model-url``. On 2 idle cores a step takes 15-25 s
+(a ~1,400-token prompt, then schema-constrained decoding).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import shlex
 import shutil
@@ -139,11 +141,12 @@ def run_check(root: Path, check: str, timeout_s: float = 120.0) -> tuple[bool, s
 
 
 def build_settings(args: argparse.Namespace, data_dir: Path) -> Any:
-    """Settings for the bench: temp data dir, memory cache, no embedder, auto-approve."""
+    """Settings for the bench: temp data dir (the usual models dir), memory cache, no embedder."""
     from mimiverse.settings import EndpointSettings, Settings
 
     common: dict[str, Any] = {
         "data_dir": data_dir,
+        "models_dir": Settings().model_path,  # assembled GGUFs are reused, not rebuilt
         "project_root": data_dir,
         "cache_store": "memory",
         "embedded_embed": False,
@@ -197,7 +200,9 @@ async def probe_prompts(service: Any, prompts: list[Prompt], work: Path) -> list
     return rows
 
 
-async def solve_tasks(service: Any, tasks: list[Task], work: Path) -> list[dict[str, Any]]:
+async def solve_tasks(
+    service: Any, tasks: list[Task], work: Path, *, verbose: bool = False
+) -> list[dict[str, Any]]:
     """Run the agent on each task, then its check; a dict per task."""
     rows = []
     for task in tasks:
@@ -211,22 +216,57 @@ async def solve_tasks(service: Any, tasks: list[Task], work: Path) -> list[dict[
             status, steps, answer = "crashed", 0, f"{type(exc).__name__}: {exc}"
         seconds = time.perf_counter() - t0
         solved, output = run_check(root, task.check)
+        trail, malformed = trail_of(session.log.events)
         rows.append(
             {
                 "task": task.name,
                 "difficulty": task.difficulty,
                 "status": status,
                 "steps": steps,
+                "malformed": malformed,
                 "seconds": seconds,
                 "solved": solved,
             }
         )
         verdict = "SOLVED" if solved else "not solved"
         print(f"  {task.name}: {verdict} ({status}, {steps} steps, {seconds:.0f}s)", flush=True)
+        print(f"    calls: {trail}", flush=True)
         print(f"    answer: {' '.join(answer.split())[:200]}", flush=True)
         if not solved:
-            print(f"    check: {output.strip().splitlines()[-1:] or ['(no output)']}", flush=True)
+            print(f"    check: {pytest_summary(output)}", flush=True)
+        if verbose:
+            print_details(session.log.events, root)
     return rows
+
+
+def trail_of(events: list[Any]) -> tuple[str, int]:
+    """The tools a run called in order (failed calls marked ✗), and its malformed replies."""
+    names, malformed = [], 0
+    for event in events:
+        if event.kind == "observation":
+            names.append(event.data.get("name", "?") + ("" if event.data.get("ok") else "✗"))
+        elif event.kind == "error" and "raw" in event.data:
+            names.append("(malformed)")
+            malformed += 1
+    return ", ".join(names) or "(none)", malformed
+
+
+def print_details(events: list[Any], root: Path) -> None:
+    """Each tool call with its arguments and result, then the repo's final ``git diff``."""
+    for event in events:
+        if event.kind == "tool_call":
+            print(f"      → {event.data['name']} {json.dumps(event.data['arguments'])[:300]}")
+        elif event.kind == "observation":
+            print(f"        {' '.join(event.data['text'].split())[:200]}")
+    diff = subprocess.run(["git", "diff"], cwd=root, capture_output=True, text=True).stdout
+    print("      " + "\n      ".join(diff.splitlines()[:60] or ["(no diff)"]))
+
+
+def pytest_summary(output: str) -> str:
+    """pytest's last line that counts tests (else the output's last line)."""
+    lines = [line.strip() for line in output.splitlines() if line.strip()]
+    counted = [line for line in lines if " failed" in line or " passed" in line or "error" in line]
+    return (counted or lines or ["(no output)"])[-1][:200]
 
 
 async def main_async(args: argparse.Namespace) -> dict[str, Any]:
@@ -236,7 +276,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
 
     load1, busy = load_check()
     prompts = load_prompts()
-    tasks = load_tasks(QUICK_TASKS if args.quick else None)
+    tasks = load_tasks(tuple(args.task) if args.task else QUICK_TASKS if args.quick else None)
     if args.quick:
         prompts = prompts[:: max(1, len(prompts) // QUICK_PROMPTS)][:QUICK_PROMPTS]
     prompts = [] if args.tasks_only else prompts
@@ -251,7 +291,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     print(f"model: {model}; tool mode {settings.agent_tool_mode}; max {args.max_steps} steps")
     try:
         probes = await probe_prompts(service, prompts, work) if prompts else []
-        solved = await solve_tasks(service, tasks, work) if tasks else []
+        solved = await solve_tasks(service, tasks, work, verbose=args.verbose) if tasks else []
     finally:
         await service.close()
         await gateway.close()
@@ -266,20 +306,13 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         figures["probe_p50_s"] = rounded(median([p["seconds"] for p in probes]), 2)
         figures["first_tools"] = dict(Counter(p["tools"][0] for p in probes if p["ok"]))
     if solved:
-        print(
-            "\n"
-            + table(
-                ["task", "difficulty", "status", "steps", "seconds", "solved"],
-                [
-                    [r["task"], r["difficulty"], r["status"], r["steps"], r["seconds"], r["solved"]]
-                    for r in solved
-                ],
-            )
-        )
+        columns = ["task", "difficulty", "status", "steps", "malformed", "seconds", "solved"]
+        print("\n" + table(columns, [[r[c] for c in columns] for r in solved]))
         figures["tasks_solved"] = sum(r["solved"] for r in solved)
         figures["tasks_total"] = len(solved)
         figures["task_steps_p50"] = rounded(median([r["steps"] for r in solved]), 1)
         figures["task_p50_s"] = rounded(median([r["seconds"] for r in solved]), 1)
+        figures["task_malformed_steps"] = sum(r["malformed"] for r in solved)
     figures.update(
         model=args.model_url or "embedded",
         max_steps=args.max_steps,
@@ -312,11 +345,20 @@ def main(argv: list[str] | None = None) -> int:
     """Parse arguments, run, print the JSON line."""
     parser = argparse.ArgumentParser(
         description=(__doc__ or "").split("\n\n")[0],
-        epilog="The full run (57 prompts, 15 tasks) takes an hour or more on 2 cores.",
+        epilog=(
+            "Slow on 2 cores (15-25 s a model step): --quick takes ~13 minutes, the full run "
+            "(65 prompts, 15 tasks of up to --max-steps steps) ~1.5 hours."
+        ),
     )
-    parser.add_argument("--quick", action="store_true", help=f"{QUICK_PROMPTS} prompts, 2 tasks")
+    parser.add_argument(
+        "--quick", action="store_true", help=f"{QUICK_PROMPTS} prompts, 2 tasks (~13 min)"
+    )
     parser.add_argument("--prompts-only", action="store_true", help="only the well-formed rate")
     parser.add_argument("--tasks-only", action="store_true", help="only the bug-fix tasks")
+    parser.add_argument("--task", action="append", help="run only this task (repeatable)")
+    parser.add_argument(
+        "-v", "--verbose", action="store_true", help="print each task's calls and final diff"
+    )
     parser.add_argument("--max-steps", type=int, default=12, help="model steps per task")
     parser.add_argument("--task-wall-s", type=float, default=900.0, help="seconds per task")
     parser.add_argument("--threads", type=int, default=0, help="chat model threads (0: all cores)")

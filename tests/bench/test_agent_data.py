@@ -37,6 +37,13 @@ def test_enough_tasks_and_prompts() -> None:
     assert set(agent.QUICK_TASKS) <= names
 
 
+def test_prompts_expect_real_tools() -> None:
+    from mimiverse.agent.tools import default_registry
+
+    known = {*default_registry().names(), "finish"}
+    assert {name for p in agent.load_prompts() for name in p.expect} <= known
+
+
 @pytest.mark.parametrize("task", TASKS, ids=[t.name for t in TASKS])
 def test_task_fails_then_reference_fix_passes(task: Any, tmp_path: Path) -> None:
     root = agent.copy_repo(task.root, tmp_path / "repo", git=False)
