@@ -194,3 +194,15 @@ async def test_session_resumes_from_store_with_its_history(
     assert outcome.answer == "second"
     sent = str(fake_model.calls[-1].messages)  # type: ignore[attr-defined]
     assert "first task" in sent and "second task" in sent
+
+
+async def test_a_repeated_read_only_call_is_pointed_out(
+    agent: AgentService, fake_model: FakeBackend, project: Path
+) -> None:
+    fake_model.enqueue(step("read_file", path="calc.py"))
+    fake_model.enqueue(step("read_file", path="calc.py"))
+    fake_model.enqueue(step("finish", answer="read twice"))
+    session = agent.create(project)
+    await agent.run(session.id, "read calc.py")
+    texts = [e.data["text"] for e in session.log.events if e.kind == "observation"]
+    assert "same call in step 1" not in texts[0] and "same call in step 1" in texts[1]

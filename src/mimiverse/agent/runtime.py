@@ -100,6 +100,7 @@ class AgentRuntime:
         self._wall = 0.0
         self._malformed = 0
         self._last_calls: list[tuple[str, str, bool]] = []
+        self._seen: dict[str, int] = {}
         self._fix_round = 0
 
     # --- set-up -------------------------------------------------------------------------
@@ -368,7 +369,13 @@ class AgentRuntime:
                 self._emit_observation(call, result)
                 self._observe(call, result, step_no)
                 return result
+        seen_at = self._seen_before(call, step_no)
         result = await self.registry.call(call.name, call.arguments, session.ctx)
+        if seen_at and result.ok:
+            result.text = (
+                f"(You made this same call in step {seen_at}; the result is the same. Use it: "
+                "read another file, edit, run the tests, or finish.)\n" + result.text
+            )
         self._emit_observation(call, result)
         self._observe(call, result, step_no)
         if call.name == "run_tests" and result.data:
@@ -387,6 +394,14 @@ class AgentRuntime:
             truncated=len(text) > EVENT_TEXT_LIMIT,
             changeset_id=result.changeset_id,
         )
+
+    def _seen_before(self, call: ToolCall, step_no: int) -> int:
+        """The step that already made this read-only call (0 if none): small models loop."""
+        if call.name not in self.registry or self.registry.get(call.name).mutates:
+            return 0
+        key = f"{call.name}:{json.dumps(call.arguments, sort_keys=True)}"
+        first = self._seen.setdefault(key, step_no)
+        return first if first != step_no else 0
 
     def _watch_repeats(self, call: ToolCall, result: ToolResult) -> None:
         key = (call.name, json.dumps(call.arguments, sort_keys=True), result.ok)
