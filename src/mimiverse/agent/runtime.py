@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from mimiverse.agent.context import ContextBuilder, estimate_tokens
+from mimiverse.agent.openfiles import open_files
 from mimiverse.agent.prompts import fill, prompt
 from mimiverse.agent.protocol import FINISH, MalformedReply, Mode, Step, ToolCall, ToolProtocol
 from mimiverse.errors import MimiError, ModelError
@@ -141,6 +142,13 @@ class AgentRuntime:
         session.log.reopen()
         first = not any(e.pinned for e in session.history.entries)
         session.history.add({"role": "user", "content": message}, pinned=True)
+        opened = open_files(message, session.ctx.workspace, session.changes)
+        if opened:
+            session.history.add(
+                {"role": "user", "content": opened},
+                step=0,
+                note="(files the task named were shown)",
+            )
         self._set_status("running")
         session.log.emit(
             "session_started",
