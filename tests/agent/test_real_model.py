@@ -21,7 +21,7 @@ from mimiverse.gateway.backends.embedded import EmbeddedBackend
 from mimiverse.settings import Settings
 from mimiverse.testing import gateway_with
 
-pytestmark = pytest.mark.model
+pytestmark = [pytest.mark.model, pytest.mark.timeout(900)]
 
 
 @pytest.fixture
@@ -39,7 +39,7 @@ async def real_agent(
     for endpoint in gateway.router.routes["chat"]:
         endpoint.timeout_s = 600  # as the factory sets it: 2 shared cores are slow
     await gateway.start(preload=False)
-    settings = make_settings(project_root=project, agent_max_steps=8, agent_fix_rounds=1)
+    settings = make_settings(project_root=project, agent_max_steps=6, agent_fix_rounds=1)
     store = AgentStore(settings.data_dir / "mimiverse.sqlite3")
     service = AgentService(settings, gateway, store)
     yield service

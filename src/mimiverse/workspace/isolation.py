@@ -47,9 +47,10 @@ def bwrap_argv(
     for path in SECRET_DIRS:
         if os.path.isdir(path):
             args += ["--tmpfs", path]
+    # /tmp first: the Python installs (a venv under /tmp, say) must be bound over it.
+    args += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp", "--dir", SANDBOX_HOME]
     for prefix in python_dirs(root):
         args += ["--ro-bind", str(prefix), str(prefix)]
-    args += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp", "--dir", SANDBOX_HOME]
     args += ["--bind", str(root), str(root)]
     git_dir = root / ".git"
     if git_dir.exists():
