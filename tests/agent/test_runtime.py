@@ -97,18 +97,20 @@ async def test_bad_calls_become_observations_and_nothing_is_written(
     assert "could not be used" in text
 
 
-async def test_auto_fix_round_then_stuck_with_explanation(
-    agent: AgentService, fake_model: FakeBackend, project: Path
-) -> None:
+def script_two_attempts(fake_model: FakeBackend, second: str) -> None:
+    """A wrong first fix, then ``second`` as the fix round's attempt."""
     fake_model.enqueue(
         step("edit_file", path="calc.py", search="return a - b", replace="return a + b + 1")
     )
     fake_model.enqueue(step("finish", answer="fixed"))
-    # Fix round 1: still wrong.
-    fake_model.enqueue(
-        step("edit_file", path="calc.py", search="return a + b + 1", replace="return a + b - 1")
-    )
+    fake_model.enqueue(step("edit_file", path="calc.py", search="return a + b + 1", replace=second))
     fake_model.enqueue(step("finish", answer="fixed now"))
+
+
+async def test_auto_fix_round_then_stuck_with_explanation(
+    agent: AgentService, fake_model: FakeBackend, project: Path
+) -> None:
+    script_two_attempts(fake_model, "return a + b - 1")  # fix round 1: still wrong
     session = agent.create(project, auto_approve=True)
     outcome = await agent.run(session.id, "fix add")
 
@@ -123,14 +125,7 @@ async def test_auto_fix_round_then_stuck_with_explanation(
 async def test_auto_fix_round_succeeds(
     agent: AgentService, fake_model: FakeBackend, project: Path
 ) -> None:
-    fake_model.enqueue(
-        step("edit_file", path="calc.py", search="return a - b", replace="return a + b + 1")
-    )
-    fake_model.enqueue(step("finish", answer="fixed"))
-    fake_model.enqueue(
-        step("edit_file", path="calc.py", search="return a + b + 1", replace="return a + b")
-    )
-    fake_model.enqueue(step("finish", answer="fixed for real"))
+    script_two_attempts(fake_model, "return a + b")
     session = agent.create(project, auto_approve=True)
     outcome = await agent.run(session.id, "fix add")
     assert outcome.status == "done", outcome.answer

@@ -211,10 +211,7 @@ async def approve(
     changeset_id: str, request: Request, body: DecisionBody | None = None
 ) -> dict[str, Any]:
     """Approve some hunks (or all); a waiting agent applies them once all are decided."""
-    hunks = body.hunks if body else None
-    service = agent_of(request)
-    changeset = service.decide(changeset_id, approve=hunks, all=True if hunks is None else None)
-    return changeset_json(changeset)
+    return _decide(request, changeset_id, body, approve=True)
 
 
 @router.post("/changesets/{changeset_id}/reject")
@@ -222,9 +219,20 @@ async def reject(
     changeset_id: str, request: Request, body: DecisionBody | None = None
 ) -> dict[str, Any]:
     """Reject some hunks (or all)."""
+    return _decide(request, changeset_id, body, approve=False)
+
+
+def _decide(
+    request: Request, changeset_id: str, body: DecisionBody | None, *, approve: bool
+) -> dict[str, Any]:
     hunks = body.hunks if body else None
     service = agent_of(request)
-    changeset = service.decide(changeset_id, reject=hunks, all=False if hunks is None else None)
+    if hunks is None:
+        changeset = service.decide(changeset_id, all=approve)
+    elif approve:
+        changeset = service.decide(changeset_id, approve=hunks)
+    else:
+        changeset = service.decide(changeset_id, reject=hunks)
     return changeset_json(changeset)
 
 
