@@ -83,7 +83,8 @@ async def test_embedded_model_drives_the_whole_loop(
         assert proposals[0].startswith("---") and "+" in proposals[0]
         applied = [e for e in events if e.kind == "changeset_applied"]
         tests = [e for e in events if e.kind == "test_result"]
-        assert applied and tests, story
-        assert tests[-1].data["command"]
+        assert applied, story
+        if outcome.status == "done":  # an answer after an apply comes after a test run
+            assert tests and tests[-1].data["command"], story
     solved = "a + b" in (project / "calc.py").read_text()
     print("solved:", solved)

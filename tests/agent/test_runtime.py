@@ -134,6 +134,25 @@ async def test_auto_fix_round_succeeds(
     assert "a + b" in (project / "calc.py").read_text()
 
 
+async def test_changes_applied_mid_run_are_tested_before_the_answer(
+    agent: AgentService, fake_model: FakeBackend, project: Path
+) -> None:
+    """A draft settled by another tool (here git_status) still gets a test run at finish."""
+    fake_model.enqueue(
+        step("edit_file", path="calc.py", search="return a - b", replace="return a + b")
+    )
+    fake_model.enqueue(step("git_status"))
+    fake_model.enqueue(step("finish", answer="fixed and the tests pass"))
+    session = agent.create(project, auto_approve=True)
+    outcome = await agent.run(session.id, "fix add")
+
+    assert outcome.status == "done", outcome.answer
+    seen = kinds(session.log.events)
+    assert seen.index("changeset_applied") < seen.index("test_result") < seen.index("answer")
+    results = [e.data["passed"] for e in session.log.events if e.kind == "test_result"]
+    assert results == [True]
+
+
 async def test_rejected_changes_are_not_written_and_the_model_hears_it(
     agent: AgentService, fake_model: FakeBackend, project: Path
 ) -> None:

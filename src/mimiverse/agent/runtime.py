@@ -103,6 +103,7 @@ class AgentRuntime:
         self._last_calls: list[tuple[str, str, bool]] = []
         self._seen: dict[str, int] = {}
         self._fix_round = 0
+        self._untested = False  # a changeset was applied and no test run has seen it yet
 
     # --- set-up -------------------------------------------------------------------------
 
@@ -388,6 +389,7 @@ class AgentRuntime:
         self._observe(call, result, step_no)
         if call.name == "run_tests" and result.data:
             session.log.emit("test_result", **_test_summary(result))
+            self._untested = False
         self._watch_repeats(call, result)
         return result
 
@@ -447,6 +449,7 @@ class AgentRuntime:
             files=[f.path for f in applied.files],
             hunks=len(approved),
         )
+        self._untested = True
         return ""
 
     async def await_decision(self, changeset: Changeset) -> Changeset:
@@ -483,14 +486,15 @@ class AgentRuntime:
     async def _on_finish(self, answer: str, step_no: int) -> str | None:
         """The model says it is done: settle edits, test, and maybe send it back to work."""
         session = self.session
-        if not session.changes.has_draft():
-            return answer
-        note = await self._settle_draft()
-        if note:
-            session.history.add(
-                {"role": "user", "content": note}, step=step_no, note="  → changes rejected"
-            )
-            return None if self._fix_round < self.settings.agent_fix_rounds else answer
+        if session.changes.has_draft():
+            note = await self._settle_draft()
+            if note:
+                session.history.add(
+                    {"role": "user", "content": note}, step=step_no, note="  → changes rejected"
+                )
+                return None if self._fix_round < self.settings.agent_fix_rounds else answer
+        if not self._untested:
+            return answer  # nothing applied since the last test run
         verdict = await self._test_after_apply(step_no)
         if verdict is None:
             return answer
@@ -525,6 +529,7 @@ class AgentRuntime:
         call = ToolCall("run_tests", {})
         self.session.log.emit("tool_call", id=call.id, name=call.name, arguments={}, auto=True)
         result = await self.registry.call("run_tests", {}, self.session.ctx)
+        self._untested = False
         self._emit_observation(call, result)
         if not result.data or "passed" not in result.data:
             return None  # no runner detected: nothing to check
