@@ -13,6 +13,9 @@ Every error that can reach HTTP carries a status code and a message that names t
     │   ├── UnknownModel (404)         lists the known models
     │   ├── NotFound (404)             a session, changeset or file that does not exist
     │   ├── Conflict (409)             the thing changed since it was read (stale changeset)
+    │   ├── Unauthorized (401)         no usable credentials; says how to authenticate
+    │   ├── Forbidden (403)            credentials that may not do this (scope, role, CSRF)
+    │   ├── RateLimited (429)          too many requests or quota spent; carries retry_after
     │   └── ToolError (400)            a tool call the model can fix: bad args, no match, …
     │       ├── PathOutsideWorkspace (400)  a path escapes the project (.., symlink, absolute)
     │       └── EditMismatch (400)     an edit's search block is not in the file
@@ -65,6 +68,31 @@ class BadRequest(MimiError):
 
     status = 400
     code = "invalid_request_error"
+
+
+class Unauthorized(BadRequest):
+    """No usable credentials: the message says how to authenticate."""
+
+    status = 401
+    code = "unauthorized"
+
+
+class Forbidden(BadRequest):
+    """The caller is known but may not do this."""
+
+    status = 403
+    code = "forbidden"
+
+
+class RateLimited(BadRequest):
+    """Too many requests, or the month's quota is spent; retry after ``retry_after`` s."""
+
+    status = 429
+    code = "rate_limited"
+
+    def __init__(self, message: str, *, retry_after: int, **details: object) -> None:
+        super().__init__(message, retry_after=retry_after, **details)
+        self.retry_after = max(1, int(retry_after))
 
 
 class InvalidJSON(BadRequest):

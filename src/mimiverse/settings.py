@@ -362,7 +362,111 @@ class Settings(BaseSettings):
         ),
     )
 
-    @field_validator("data_dir", "models_dir", "fim_model_file", "chat_model_file", "project_root")
+    # --- accounts, workspaces and hardening ---------------------------------------------
+    env: Literal["development", "production"] = Field(
+        default="development",
+        description=(
+            "production refuses to start with a default or short session_secret, or on a "
+            "non-loopback address without auth=accounts and HTTPS."
+        ),
+    )
+    auth: Literal["local", "accounts"] = Field(
+        default="local",
+        description=(
+            "local: one implicit admin, loopback clients only (no login); accounts: every "
+            "/api, /v1 and /mcp request needs a session cookie or an API token."
+        ),
+    )
+    session_secret: str = Field(
+        default="",
+        description=(
+            "Key for session, CSRF and token hashes (≥ 32 chars in production); empty = a random "
+            "one kept in <data_dir>/session-secret (development only)."
+        ),
+    )
+    session_ttl_s: int = Field(
+        default=14 * 86400, ge=60, description="A login session ends this long after login."
+    )
+    session_idle_s: int = Field(
+        default=3 * 86400, ge=60, description="A login session ends after this long unused."
+    )
+    cookie_secure: Literal["auto", "always", "never"] = Field(
+        default="auto",
+        description="Secure flag on cookies; auto = when the request came over HTTPS.",
+    )
+    trust_proxy_headers: bool = Field(
+        default=False,
+        description=(
+            "Behind a reverse proxy: take the scheme and client address from X-Forwarded-Proto "
+            "/ X-Forwarded-For (only enable when the proxy sets them)."
+        ),
+    )
+    tls_certfile: Path | None = Field(
+        default=None, description="Serve HTTPS directly with this certificate (PEM)."
+    )
+    tls_keyfile: Path | None = Field(default=None, description="Private key for tls_certfile.")
+    allowed_hosts: list[str] = Field(
+        default_factory=list,
+        description=(
+            "Host names accepted besides loopback ones in auth=local (a guard against DNS "
+            'rebinding); e.g. ["mybox.local"].'
+        ),
+    )
+    allowed_origins: list[str] = Field(
+        default_factory=list,
+        description=(
+            "Origins (scheme://host:port) besides the server's own that may send "
+            "state-changing requests (CSRF guard)."
+        ),
+    )
+    workspaces_dir: Path | None = Field(
+        default=None,
+        description=(
+            "Root of per-user and per-team workspaces in auth=accounts; empty = "
+            "<data_dir>/workspaces."
+        ),
+    )
+    api_token_ttl_days: int = Field(
+        default=90, ge=1, description="Default lifetime of a new API token, in days."
+    )
+    rate_limits: bool = Field(default=True, description="Apply rate limits and quotas.")
+    rate_limit_storage: Literal["auto", "memory", "redis"] = Field(
+        default="auto",
+        description=(
+            "Where rate-limit counters live; auto = redis when redis_url is set (shared by "
+            "server processes), else memory."
+        ),
+    )
+    rate_limit_default: str = Field(
+        default="600/minute", description="Per user and per IP on /api and /v1 (limits syntax)."
+    )
+    rate_limit_heavy: str = Field(
+        default="60/minute", description="Per user and per IP on chat, agent and search."
+    )
+    rate_limit_fim: str = Field(
+        default="300/minute", description="Per user and per IP on inline completions (FIM)."
+    )
+    rate_limit_login: str = Field(
+        default="5/minute",
+        description="Failed logins per account and IP before login is throttled.",
+    )
+    rate_limit_login_ip: str = Field(
+        default="30/minute", description="Login attempts per IP, whatever the account."
+    )
+    default_tier: str = Field(
+        default="free", description="Quota tier of new accounts (tiers.toml: free, pro, team)."
+    )
+
+    @field_validator(
+        "data_dir",
+        "models_dir",
+        "fim_model_file",
+        "chat_model_file",
+        "project_root",
+        "workspaces_dir",
+        "tls_certfile",
+        "tls_keyfile",
+    )
     @classmethod
     def _expand(cls, value: Path | None) -> Path | None:
         return value.expanduser() if value is not None else None

@@ -26,7 +26,7 @@ async def client(fake: FakeBackend, make_settings: Any) -> AsyncIterator[httpx.A
     app = create_app(settings, gw)
     await gw.start(preload=False)
     transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://test") as c:
+    async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as c:
         yield c
     await app.state.completer.close()
     await gw.close()

@@ -170,7 +170,7 @@ async def test_v1_embeddings_over_http(make_settings: Callable[..., Any]) -> Non
     await gw.start(preload=False)
     try:
         transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as client:
             resp = await client.post(
                 "/v1/embeddings", json={"input": ["def f(): pass", "hello"], "model": "default"}
             )

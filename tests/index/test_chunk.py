@@ -158,6 +158,7 @@ EXPECTED_DEFAULT = {
     ],
 }
 
+
 @pytest.mark.parametrize("rel", sorted(EXPECTED_DEFAULT))
 def test_definitions_per_language(rel: str) -> None:
     assert outline(chunk_fixture(rel)) == EXPECTED_DEFAULT[rel]

@@ -52,7 +52,7 @@ def make_app(
 @pytest.fixture
 async def client(make_app: Callable[..., Any]) -> AsyncIterator[httpx.AsyncClient]:
     transport = httpx.ASGITransport(app=make_app())
-    async with httpx.AsyncClient(transport=transport, base_url="http://test") as c:
+    async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as c:
         yield c
 
 
@@ -167,9 +167,9 @@ def test_websocket_streams_stored_then_live_events(
     make_app: Callable[..., Any], fake: FakeBackend
 ) -> None:
     fake.enqueue(step("finish", answer="hi"))
-    with TestClient(make_app()) as tc:
+    with TestClient(make_app(), base_url="http://127.0.0.1", client=("127.0.0.1", 50000)) as tc:
         session_id = tc.post("/api/agent/sessions", json={}).json()["id"]
-        with tc.websocket_connect(f"/api/agent/sessions/{session_id}/ws") as ws:
+        with tc.websocket_connect(f"ws://127.0.0.1/api/agent/sessions/{session_id}/ws") as ws:
             tc.post(f"/api/agent/sessions/{session_id}/messages", json={"content": "say hi"})
             kinds = []
             while not kinds or kinds[-1] != "session_finished":
@@ -186,7 +186,7 @@ async def test_agent_uses_tools_of_a_real_stdio_mcp_server(
     fake.enqueue(step("finish", answer="2 + 3 = 5"))
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as client:
             session_id = (await client.post("/api/agent/sessions", json={})).json()["id"]
             sent = await client.post(
                 f"/api/agent/sessions/{session_id}/messages", json={"content": "add 2 and 3"}

@@ -76,7 +76,9 @@ async def api(
     await service.indexer.embed_pending()
     app = create_app(settings, gw)
     app.state.index = service
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://127.0.0.1"
+    ) as c:
         yield c, service
     await service.close()
     await gw.close()
@@ -177,7 +179,9 @@ async def test_changed_file_is_searchable(api: tuple[httpx.AsyncClient, IndexSer
 
 async def test_index_off_is_503(make_settings: Any) -> None:
     app = create_app(make_settings(index_on_start=False), gateway_with(FakeBackend()))
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://127.0.0.1"
+    ) as c:
         resp = await c.get("/api/codebase/status")
     assert resp.status_code == 503 and "MIMI_PROJECT_ROOT" in resp.json()["error"]["message"]
 

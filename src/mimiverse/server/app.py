@@ -7,7 +7,7 @@ import json
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -19,6 +19,9 @@ from mimiverse import __version__
 from mimiverse.errors import InvalidJSON, MimiError
 from mimiverse.gateway.service import Gateway
 from mimiverse.settings import Settings
+
+if TYPE_CHECKING:
+    from mimiverse.accounts.service import Accounts
 
 
 def create_app(settings: Settings | None = None, gateway: Gateway | None = None) -> FastAPI:
@@ -47,6 +50,9 @@ def create_app(settings: Settings | None = None, gateway: Gateway | None = None)
                 yield
         finally:
             await app.state.completer.close()
+            if app.state.accounts is not None:
+                app.state.accounts.close()
+                app.state.accounts = None
             if index is not None:
                 await index.close()
             await gw.close()
@@ -58,6 +64,10 @@ def create_app(settings: Settings | None = None, gateway: Gateway | None = None)
     app.state.index = None
     app.state.lifespan_contexts = []
     """Async context factories entered for the app's life (the MCP session manager …)."""
+    app.state.accounts = None
+    from mimiverse.server.ratelimit import Limiter
+
+    app.state.limiter = Limiter.from_settings(settings)
     from mimiverse.complete.service import build_completer
 
     app.state.completer = build_completer(settings, gw, lambda: app.state.index)
@@ -115,7 +125,22 @@ def _explain(errors: Any) -> MimiError:
     )
 
 
+def accounts_of(app: FastAPI) -> Accounts:
+    """The app's accounts service, opened on first use."""
+    accounts: Accounts | None = app.state.accounts
+    if accounts is None:
+        from mimiverse.accounts.service import Accounts
+
+        accounts = Accounts(app.state.settings)
+        app.state.accounts = accounts
+    return accounts
+
+
 def _install_middleware(app: FastAPI, settings: Settings) -> None:
+    from mimiverse.server.auth import AuthGuard
+
+    # The last added runs first: size and metrics, then who is calling.
+    app.add_middleware(AuthGuard, settings=settings, accounts=lambda: accounts_of(app))
     app.add_middleware(LimitsAndMetrics, limit=settings.max_body_bytes)
 
 

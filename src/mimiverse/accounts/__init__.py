@@ -1,0 +1,1 @@
+"""Users, sessions, API tokens, teams, quotas and the audit log."""
