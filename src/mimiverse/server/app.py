@@ -65,6 +65,9 @@ def create_app(settings: Settings | None = None, gateway: Gateway | None = None)
     app.state.lifespan_contexts = []
     """Async context factories entered for the app's life (the MCP session manager …)."""
     app.state.accounts = None
+    from mimiverse.workspace.roots import Workspaces
+
+    app.state.workspaces = Workspaces(settings)
     from mimiverse.server.ratelimit import Limiter
 
     app.state.limiter = Limiter.from_settings(settings)
