@@ -66,16 +66,40 @@ def serve(
         application = create_app(settings)
     except MimiError as exc:
         raise _fail(exc) from exc
-    console.print(f"Mimiverse on http://{settings.host}:{settings.port}  (OpenAI API at /v1)")
+    scheme = "https" if settings.tls_certfile else "http"
+    console.print(f"Mimiverse on {scheme}://{settings.host}:{settings.port}  (OpenAI API at /v1)")
+    _announce_setup(settings)
     uvicorn.run(
         application,
         host=settings.host,
         port=settings.port,
+        ssl_certfile=str(settings.tls_certfile) if settings.tls_certfile else None,
+        ssl_keyfile=str(settings.tls_keyfile) if settings.tls_keyfile else None,
+        proxy_headers=settings.trust_proxy_headers,
+        forwarded_allow_ips="*" if settings.trust_proxy_headers else None,
         log_level=settings.log_level,
         loop="uvloop",
         http="httptools",
         timeout_graceful_shutdown=5,
     )
+
+
+def _announce_setup(settings: Settings) -> None:
+    """With accounts on and none made yet, print how to make the first admin."""
+    if settings.auth != "accounts":
+        return
+    from mimiverse.accounts.service import Accounts
+    from mimiverse.server.routes.auth import setup_code
+
+    accounts = Accounts(settings)
+    try:
+        if not accounts.has_users():
+            console.print(
+                "No account yet: run `mimiverse admin create NAME`, or open the setup page "
+                f"with the one-time code [bold]{setup_code(settings)}[/]"
+            )
+    finally:
+        accounts.close()
 
 
 @app.command()
@@ -498,6 +522,12 @@ def agent_cmd(
     except MimiError as exc:
         raise _fail(exc) from exc
     raise typer.Exit(code)
+
+
+from mimiverse.accounts.cli import admin_app, token_app  # noqa: E402
+
+app.add_typer(admin_app, name="admin")
+app.add_typer(token_app, name="token")
 
 
 @app.command("settings")

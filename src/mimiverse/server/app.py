@@ -16,7 +16,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from mimiverse import __version__
-from mimiverse.errors import InvalidJSON, MimiError
+from mimiverse.errors import InvalidJSON, MimiError, RateLimited, Unauthorized
 from mimiverse.gateway.service import Gateway
 from mimiverse.settings import Settings
 
@@ -27,6 +27,9 @@ if TYPE_CHECKING:
 def create_app(settings: Settings | None = None, gateway: Gateway | None = None) -> FastAPI:
     """The Mimiverse HTTP app. Builds the gateway from settings unless one is given."""
     settings = settings or Settings()
+    from mimiverse.server.security import check_production
+
+    check_production(settings)
     if gateway is None:
         from mimiverse.gateway.factory import build_gateway
 
@@ -77,9 +80,9 @@ def create_app(settings: Settings | None = None, gateway: Gateway | None = None)
     _install_error_handlers(app)
     _install_middleware(app, settings)
 
-    from mimiverse.server.routes import agent, ai, cache, codebase, health, openai
+    from mimiverse.server.routes import admin, agent, ai, auth, cache, codebase, health, openai
 
-    for module in (health, openai, ai, cache, codebase, agent):
+    for module in (health, auth, admin, openai, ai, cache, codebase, agent):
         app.include_router(module.router)
     app.state.lifespan_contexts.append(lambda: agent.agent_lifespan(app))
     from mimiverse.mcp.http import mount_mcp
@@ -90,7 +93,12 @@ def create_app(settings: Settings | None = None, gateway: Gateway | None = None)
 
 def error_response(exc: MimiError) -> JSONResponse:
     """The one way errors become HTTP responses."""
-    return JSONResponse(exc.to_dict(), status_code=exc.status)
+    headers = None
+    if isinstance(exc, RateLimited):
+        headers = {"Retry-After": str(exc.retry_after)}
+    elif isinstance(exc, Unauthorized):
+        headers = {"WWW-Authenticate": 'Bearer realm="mimiverse"'}
+    return JSONResponse(exc.to_dict(), status_code=exc.status, headers=headers)
 
 
 def _install_error_handlers(app: FastAPI) -> None:

@@ -180,7 +180,12 @@ class AuthGuard:
             )
         if origin == "null" or (not origin and header(scope, "sec-fetch-site") == "cross-site"):
             raise Forbidden("cross-site request refused")
-        if principal is not None and principal.via == "session" and method != "WEBSOCKET":
+        if (
+            principal is not None
+            and principal.via == "session"
+            and method != "WEBSOCKET"
+            and is_guarded(scope["path"])  # login and setup: the Origin check is the guard
+        ):
             from mimiverse.accounts.tokens import same_secret
 
             if not same_secret(header(scope, CSRF_HEADER), principal.csrf):
