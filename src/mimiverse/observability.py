@@ -4,8 +4,14 @@ several apps in one process never collide)."""
 
 from __future__ import annotations
 
+import logging
+from typing import TYPE_CHECKING, Any
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+if TYPE_CHECKING:
+    from mimiverse.workspace.redact import Redactor
 
 LABELS = ("backend", "endpoint", "task")
 # Buckets from sub-millisecond cache hits to minute-long generations.
@@ -119,3 +125,37 @@ class Metrics:
     def cache_event(self, task: str, event: str) -> None:
         """Hook for the response cache."""
         self.cache.labels(task, event).inc()
+
+
+_log_redactor: Redactor | None = None
+
+
+def install_log_redaction(*secrets: str) -> None:
+    """Redact secrets from every log record from now on (idempotent; adds ``secrets``).
+
+    A record factory rather than a handler filter: uvicorn and libraries set up their own
+    handlers later, and a factory sees every record whatever handler writes it.
+    """
+    global _log_redactor
+    from mimiverse.workspace.redact import Redactor
+
+    if _log_redactor is None:
+        redactor = Redactor()
+        _log_redactor = redactor
+        make_record = logging.getLogRecordFactory()
+
+        def factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
+            record = make_record(*args, **kwargs)
+            try:
+                message = record.getMessage()
+            except Exception:  # a broken format string stays as it was
+                return record
+            cleaned = redactor(message)
+            if cleaned != message:
+                record.msg, record.args = cleaned, None
+            return record
+
+        logging.setLogRecordFactory(factory)
+    for value in secrets:
+        if value:
+            _log_redactor.add("SECRET", value)

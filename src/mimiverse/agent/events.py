@@ -9,8 +9,9 @@ then new ones as they happen, so a reconnecting browser misses nothing.
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -55,12 +56,37 @@ class Event:
         return asdict(self)
 
 
+@functools.cache
+def default_redactor() -> Callable[[str], str]:
+    """One Redactor for events (env secrets as of first use, plus credential shapes)."""
+    from mimiverse.workspace.redact import Redactor
+
+    return Redactor()
+
+
+def _redacted(value: Any, redact: Callable[[str], str]) -> Any:
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, dict):
+        return {k: _redacted(v, redact) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_redacted(v, redact) for v in value]
+    return value
+
+
 class EventLog:
     """Numbers, stores and publishes one session's events."""
 
-    def __init__(self, session_id: str, store: AgentStore | None = None) -> None:
+    def __init__(
+        self,
+        session_id: str,
+        store: AgentStore | None = None,
+        redact: Callable[[str], str] | None = None,
+    ) -> None:
         self.session_id = session_id
         self.store = store
+        self.redact = redact or default_redactor()
+        """Applied to every string of an event (command output arrives redacted already)."""
         self.events: list[Event] = []
         if store is not None:
             self.events = store.events(session_id)
@@ -74,6 +100,8 @@ class EventLog:
 
     def emit(self, kind: EventKind, **data: Any) -> Event:
         """Record and publish one event."""
+        if kind != "output":
+            data = _redacted(data, self.redact)
         event = Event(kind=kind, data=data, session_id=self.session_id, seq=self.last_seq + 1)
         self.events.append(event)
         if self.store is not None and kind != "output":

@@ -30,6 +30,9 @@ def create_app(settings: Settings | None = None, gateway: Gateway | None = None)
     from mimiverse.server.security import check_production
 
     check_production(settings)
+    from mimiverse.observability import install_log_redaction
+
+    install_log_redaction(settings.session_secret, settings.api_token)
     if gateway is None:
         from mimiverse.gateway.factory import build_gateway
 
@@ -81,13 +84,27 @@ def create_app(settings: Settings | None = None, gateway: Gateway | None = None)
     _install_middleware(app, settings)
 
     from mimiverse.server.routes import admin, agent, ai, auth, cache, codebase, health, openai
+    from mimiverse.server.routes import usage
 
-    for module in (health, auth, admin, openai, ai, cache, codebase, agent):
+    for module in (health, auth, admin, usage, openai, ai, cache, codebase, agent):
         app.include_router(module.router)
+    from mimiverse.server.routes import projects
+
+    app.include_router(projects.router)
+    app.state.indexes = None
+    """auth=accounts: the per-project IndexRegistry, while the app runs."""
+    app.state.lifespan_contexts.append(lambda: codebase.index_lifespan(app))
     app.state.lifespan_contexts.append(lambda: agent.agent_lifespan(app))
+    from mimiverse.server.limiting import limits_lifespan
+
+    # First in, last out: the usage of everything that stops before it is written.
+    app.state.lifespan_contexts.insert(0, lambda: limits_lifespan(app))
     from mimiverse.mcp.http import mount_mcp
 
     mount_mcp(app)
+    from mimiverse.server import openapi as openapi_doc
+
+    openapi_doc.install(app)  # last: documents the errors of every router included above
     return app
 
 
@@ -149,8 +166,10 @@ def accounts_of(app: FastAPI) -> Accounts:
 
 def _install_middleware(app: FastAPI, settings: Settings) -> None:
     from mimiverse.server.auth import AuthGuard
+    from mimiverse.server.limiting import RateLimits
 
-    # The last added runs first: size and metrics, then who is calling.
+    # The last added runs first: size and metrics, then who is calling, then their limits.
+    app.add_middleware(RateLimits, settings=settings)
     app.add_middleware(AuthGuard, settings=settings, accounts=lambda: accounts_of(app))
     app.add_middleware(LimitsAndMetrics, limit=settings.max_body_bytes)
 

@@ -38,6 +38,8 @@ PATTERNS: dict[str, str] = {
     "GITHUB_TOKEN": r"\b(?:gh[pousr]_[A-Za-z0-9]{30,255}|github_pat_[A-Za-z0-9_]{22,255})\b",
     "API_KEY": r"\bsk-(?:proj-|ant-|or-|live-|test-)?[A-Za-z0-9_\-]{20,}",
     "SLACK_TOKEN": r"\bxox[abposr]-[A-Za-z0-9\-]{10,}",
+    "MIMI_TOKEN": r"\bmimi_[0-9a-f]{16}_[A-Za-z0-9_\-]{20,}",
+    "SESSION_COOKIE": r"(?P<SESSION_COOKIE_p>\bmimi_session=)[A-Za-z0-9_\-]{20,}",
     "JWT": r"\beyJ[A-Za-z0-9_\-]{5,}\.eyJ[A-Za-z0-9_\-]{5,}\.[A-Za-z0-9_\-]{10,}",
     "AUTH_HEADER": (
         r"(?P<AUTH_HEADER_p>(?i:authorization)\s*:\s*(?i:(?:bearer|basic|token|digest)\s+)?)"
