@@ -247,3 +247,19 @@ def test_production_mode_refuses_unsafe_settings(make_settings: Callable[..., Se
         embedded=False,
     )  # fmt: skip
     create_app(fine, gateway_with(FakeBackend("fake")))
+
+
+def test_cross_site_websocket_handshake_is_refused(build: Callable[..., Any]) -> None:
+    from starlette.testclient import TestClient
+    from starlette.websockets import WebSocketDisconnect
+
+    application = build(auth="local")
+    with TestClient(application, base_url=ORIGIN, client=("127.0.0.1", 5000)) as tc:
+        session = tc.post("/api/agent/sessions", json={}).json()["id"]
+        url = f"ws://127.0.0.1/api/agent/sessions/{session}/ws"
+        evil = {"Origin": "https://evil.example"}
+        with pytest.raises(WebSocketDisconnect) as refused, tc.websocket_connect(url, headers=evil):
+            pass
+        assert refused.value.code == 4403
+        with tc.websocket_connect(url, headers={"Origin": ORIGIN}) as ws:
+            ws.close()
