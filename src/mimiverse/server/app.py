@@ -131,7 +131,14 @@ def _install_error_handlers(app: FastAPI) -> None:
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         err = MimiError(str(exc.detail))
         err.status, err.code = exc.status_code, "http_error"
-        return error_response(err)
+        response = error_response(err)
+        response.headers.update(exc.headers or {})
+        if exc.status_code == 405:  # FastAPI names the methods of one route, not the path's
+            from mimiverse.server.openapi import allowed_methods
+
+            if methods := allowed_methods(app, request.url.path):
+                response.headers["Allow"] = ", ".join(methods)
+        return response
 
 
 def _explain(errors: Any) -> MimiError:
@@ -192,28 +199,50 @@ class LimitsAndMetrics:
         began = time.perf_counter()
         for name, value in scope["headers"]:
             if name == b"content-length" and value.isdigit() and int(value) > self.limit:
-                err = MimiError(
-                    f"request body is {value.decode()} bytes; the limit is {self.limit}: "
-                    "send less (or raise MIMI_MAX_BODY_BYTES)"
-                )
-                err.status, err.code = 413, "request_too_large"
-                await error_response(err)(scope, receive, send)
+                await error_response(self._too_large(value.decode()))(scope, receive, send)
                 return
         status = 500
+        received, started, overflow = 0, False, False
+
+        async def counted_receive() -> Message:
+            # A chunked body has no Content-Length to check up front: count what arrives.
+            nonlocal received, overflow
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.limit and not started:
+                    overflow = True
+                    raise StarletteHTTPException(413)
+            return message
 
         async def send_and_record(message: Message) -> None:
-            nonlocal status
+            nonlocal status, started
+            if overflow:  # the app answers a body it could not read: answer 413 instead
+                if message["type"] == "http.response.start":
+                    status = 413
+                    await error_response(self._too_large(f"over {self.limit}"))(
+                        scope, receive, send
+                    )
+                return
             if message["type"] == "http.response.start":
-                status = message["status"]
+                status, started = message["status"], True
             await send(message)
 
         try:
-            await self.app(scope, receive, send_and_record)
+            await self.app(scope, counted_receive, send_and_record)
         finally:
             route = getattr(scope.get("route"), "path", "unmatched")
             metrics = scope["app"].state.gateway.metrics
             metrics.http_requests.labels(scope["method"], route, str(status)).inc()
             metrics.http_latency.labels(scope["method"], route).observe(time.perf_counter() - began)
+
+    def _too_large(self, size: str) -> MimiError:
+        err = MimiError(
+            f"request body is {size} bytes; the limit is {self.limit}: "
+            "send less (or raise MIMI_MAX_BODY_BYTES)"
+        )
+        err.status, err.code = 413, "request_too_large"
+        return err
 
 
 def dumps(value: Any) -> str:

@@ -14,10 +14,12 @@ from mimiverse.complete.engine import Completer, CompletionRequest, Suggestion
 from mimiverse.complete.feedback import FeedbackStore
 from mimiverse.errors import MimiError
 from mimiverse.gateway.base import FimFile
+from mimiverse.server.openapi import errors, streamed
 from mimiverse.server.schemas import FimBody, FimFeedbackBody
 from mimiverse.server.sse import event
 
 router = APIRouter()
+_SSE = streamed("SSE: text pieces, then the final suggestion (or `event: error`).")
 
 
 def completer_of(request: Request) -> Completer:
@@ -62,13 +64,17 @@ def _answer(s: Suggestion) -> dict[str, Any]:
     return body
 
 
-@router.post("/api/ai/fim")
+@router.post("/api/ai/fim", responses=errors(404, 422, 502, 503))
 async def fim(body: FimBody, request: Request) -> dict[str, Any]:
     """The suggestion at the cursor: ``{id, completion, latency, cached, source, …}``."""
     return _answer(await completer_of(request).complete(_request(body)))
 
 
-@router.post("/api/ai/fim/stream")
+@router.post(
+    "/api/ai/fim/stream",
+    response_class=StreamingResponse,
+    responses=_SSE | errors(404, 422, 502, 503),
+)
 async def fim_stream(body: FimBody, request: Request) -> StreamingResponse:
     """SSE: ``data: {"text": …}`` per piece, then ``data: {"done": true, completion, id, …}``
     (the final, post-processed text); a failure after the first piece ends with
@@ -109,14 +115,14 @@ async def fim_stream(body: FimBody, request: Request) -> StreamingResponse:
     return StreamingResponse(frames(), media_type="text/event-stream", headers=_NO_BUFFER)
 
 
-@router.post("/api/ai/fim/feedback")
+@router.post("/api/ai/fim/feedback", responses=errors(404, 503))
 async def fim_feedback(body: FimFeedbackBody, request: Request) -> dict[str, Any]:
     """Record that a suggestion was shown, accepted, rejected, or how much of it was kept."""
     await _feedback_of(request).record(body.id, body.event, body.retained_chars)
     return {"ok": True, "id": body.id, "event": body.event}
 
 
-@router.get("/api/ai/fim/stats")
+@router.get("/api/ai/fim/stats", responses=errors(503))
 async def fim_stats(request: Request) -> dict[str, Any]:
     """Suggestions, acceptance and retention per model and language."""
     return {"stats": await _feedback_of(request).stats()}

@@ -5,18 +5,17 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Request
-from pydantic import BaseModel, ConfigDict
 
 from mimiverse.server.deps import gateway_of
+from mimiverse.server.schemas import Body
 from mimiverse.settings import Task
 
 router = APIRouter()
 
 
-class ClearBody(BaseModel):
+class ClearBody(Body):
     """Optional body of POST /api/cache/clear."""
 
-    model_config = ConfigDict(extra="forbid")
     task: Task | None = None
 
 

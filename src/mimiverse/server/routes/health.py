@@ -6,6 +6,7 @@ import time
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
+from fastapi.responses import PlainTextResponse
 
 from mimiverse import __version__
 from mimiverse.observability import CONTENT_TYPE
@@ -14,7 +15,15 @@ from mimiverse.server.deps import gateway_of
 router = APIRouter()
 
 
-@router.get("/api/health")
+_HEALTH = {"application/json": {"schema": {"type": "object"}}}
+
+
+@router.get(
+    "/api/health",
+    responses={
+        503: {"description": "Degraded: a task has no healthy endpoint.", "content": _HEALTH}
+    },
+)
 async def health(request: Request, response: Response) -> dict[str, Any]:
     """Green when every task with a route has at least one healthy endpoint."""
     gw = gateway_of(request)
@@ -44,7 +53,11 @@ async def models_available(request: Request) -> dict[str, Any]:
     return {"models": gw.models(), "defaults": defaults}
 
 
-@router.get("/metrics")
+@router.get(
+    "/metrics",
+    response_class=PlainTextResponse,
+    responses={200: {"description": "Prometheus text format.", "content": {"text/plain": {}}}},
+)
 async def metrics(request: Request) -> Response:
     """Prometheus text format."""
     return Response(gateway_of(request).metrics.render(), media_type=CONTENT_TYPE)

@@ -10,15 +10,20 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
 
-from mimiverse.errors import EmptyInput, MimiError
+from mimiverse.errors import MimiError
 from mimiverse.gateway.base import ChatRequest, FimRequest
 from mimiverse.gateway.service import Completion, StreamInfo
 from mimiverse.server.deps import gateway_of
+from mimiverse.server.openapi import errors, streamed
 from mimiverse.server.schemas import ChatCompletionBody, CompletionBody, EmbeddingsBody, stops
 from mimiverse.server.sse import event, prime
 
 router = APIRouter(prefix="/v1")
 _NO_BUFFER = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+_MODEL_ERRORS = errors(404, 502, 503)
+_JSON_OR_SSE = streamed(
+    "The answer; with `stream: true`, SSE chunks ending with `data: [DONE]`.", json_too=True
+)
 
 
 @router.get("/models")
@@ -61,7 +66,7 @@ def _usage(result: Completion) -> dict[str, int]:
     }
 
 
-@router.post("/chat/completions", response_model=None)
+@router.post("/chat/completions", response_model=None, responses=_JSON_OR_SSE | _MODEL_ERRORS)
 async def chat_completions(body: ChatCompletionBody, request: Request) -> Any:
     """Chat, streamed as SSE when ``stream`` is true."""
     gw = gateway_of(request)
@@ -118,20 +123,14 @@ async def chat_completions(body: ChatCompletionBody, request: Request) -> Any:
     return StreamingResponse(frames(), media_type="text/event-stream", headers=_NO_BUFFER)
 
 
-@router.post("/completions", response_model=None)
+@router.post(
+    "/completions", response_model=None, responses=_JSON_OR_SSE | _MODEL_ERRORS | errors(422)
+)
 async def completions(body: CompletionBody, request: Request) -> Any:
     """``prompt`` (+ ``suffix``) → the text in between (fill in the middle)."""
     gw = gateway_of(request)
-    if isinstance(body.prompt, list):
-        if len(body.prompt) != 1:
-            raise EmptyInput(
-                "prompt must be one string (batches are not supported): send one prompt"
-            )
-        prompt = body.prompt[0]
-    else:
-        prompt = body.prompt
     fim = FimRequest(
-        prefix=prompt,
+        prefix=body.text,
         suffix=body.suffix or "",
         max_tokens=body.max_tokens,
         temperature=body.temperature,
@@ -189,13 +188,10 @@ async def completions(body: CompletionBody, request: Request) -> Any:
     return StreamingResponse(frames(), media_type="text/event-stream", headers=_NO_BUFFER)
 
 
-@router.post("/embeddings")
+@router.post("/embeddings", responses=_MODEL_ERRORS)
 async def embeddings(body: EmbeddingsBody, request: Request) -> dict[str, Any]:
     """One vector per input text."""
-    texts = [body.input] if isinstance(body.input, str) else body.input
-    if any(not t for t in texts):
-        raise EmptyInput("input contains an empty string: send non-empty texts")
-    vectors, cached = await gateway_of(request).embed(texts, body.model)
+    vectors, cached = await gateway_of(request).embed(body.texts, body.model)
     return {
         "object": "list",
         "data": [
