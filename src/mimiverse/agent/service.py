@@ -4,6 +4,10 @@
 (one at a time per session); their events go to the session's ``EventLog``. Changeset
 decisions from the API (or the CLI's prompt) go through here, which wakes a run waiting
 for them. Sessions and changesets survive a restart through the ``AgentStore``.
+
+Every method that finds a session or a changeset takes an :class:`Access`: the API passes
+the caller's, so a session on a project the caller may not use is "not found" (the same
+answer as for one that does not exist); the CLI passes none and sees everything.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import contextlib
 import logging
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -35,6 +40,36 @@ if TYPE_CHECKING:
 log = logging.getLogger("mimiverse.agent")
 
 IndexerFor = Callable[[Path], "Indexer | None"]
+
+
+@dataclass(frozen=True)
+class Access:
+    """Which project folders a caller may use; ``Access()`` allows every one."""
+
+    under: tuple[str, ...] | None = None
+    """Folder prefixes holding every root the caller may use (a pre-filter for listings)."""
+    rule: Callable[[Path], bool] | None = None
+    """The access rule itself, asked of each session's root."""
+
+    def allows(self, root: str | Path) -> bool:
+        """Whether the caller may use the project at ``root``."""
+        return self.rule is None or self.rule(Path(root))
+
+
+EVERYONE = Access()
+"""No restriction (the CLI, benchmarks, auth=local)."""
+
+
+def _no_session(session_id: str) -> NotFound:
+    return NotFound(f"no agent session {session_id!r}: create one with POST /api/agent/sessions")
+
+
+def _no_changeset(changeset_id: str) -> NotFound:
+    return NotFound(
+        f"no changeset {changeset_id!r}: GET /api/agent/changesets lists the ones you may see"
+    )
+
+
 LISTED_FILES = 40
 """Files named in the prompt of a project without an index (small projects: all of them)."""
 
@@ -79,6 +114,8 @@ class AgentService:
         self.registry = registry or default_registry()
         self.indexer_for = indexer_for or (lambda root: None)
         self.sessions: dict[str, AgentSession] = {}
+        self.projects: dict[str, str] = {}
+        """Session id → the reference of its project ('' for sessions made by path)."""
         self.mcp: McpTools | None = None
         self.mcp_tool_names: list[str] = []
 
@@ -101,9 +138,18 @@ class AgentService:
     # --- sessions -----------------------------------------------------------------------
 
     def create(
-        self, root: str | Path | None = None, title: str = "", auto_approve: bool | None = None
+        self,
+        root: str | Path | None = None,
+        title: str = "",
+        auto_approve: bool | None = None,
+        *,
+        owner: str = "",
+        project: str = "",
     ) -> AgentSession:
-        """A new session on ``root`` (default: the server's project)."""
+        """A new session on ``root`` (default: the server's project).
+
+        ``owner`` (a user name) and ``project`` (the root's reference) are recorded with it.
+        """
         folder = Path(root or self.settings.project_root).expanduser().resolve()
         if not folder.is_dir():
             raise BadRequest(
@@ -112,8 +158,11 @@ class AgentService:
         session_id = f"ses_{uuid.uuid4().hex[:16]}"
         trusted = self.settings.agent_auto_approve if auto_approve is None else auto_approve
         session = self._assemble(session_id, folder, title, trusted)
-        self.store.create_session(session_id, str(folder), title, session.state())
+        self.store.create_session(
+            session_id, str(folder), title, session.state(), owner=owner, project=project
+        )
         self.sessions[session_id] = session
+        self.projects[session_id] = project
         return session
 
     def _assemble(
@@ -144,15 +193,19 @@ class AgentService:
             auto_approve=auto_approve,
         )
 
-    def get(self, session_id: str) -> AgentSession:
-        """A live session, or one loaded from the store (after a restart)."""
-        if session_id in self.sessions:
-            return self.sessions[session_id]
+    def get(self, session_id: str, access: Access = EVERYONE) -> AgentSession:
+        """A live session, or one loaded from the store (after a restart).
+
+        NotFound, too, when ``access`` does not allow the session's project.
+        """
+        live = self.sessions.get(session_id)
+        if live is not None:
+            if not access.allows(live.root):
+                raise _no_session(session_id)
+            return live
         row = self.store.session(session_id)
-        if row is None:
-            raise NotFound(
-                f"no agent session {session_id!r}: create one with POST /api/agent/sessions"
-            )
+        if row is None or not access.allows(row["root"]):
+            raise _no_session(session_id)
         state = row["state"]
         session = self._assemble(
             session_id, Path(row["root"]), row["title"], bool(state.get("auto_approve"))
@@ -170,11 +223,23 @@ class AgentService:
         )
         session.created_at = row["created_at"]
         self.sessions[session_id] = session
+        self.projects[session_id] = row["project"]
         return session
 
-    def list_sessions(self) -> list[dict[str, Any]]:
-        """Sessions, newest first (live ones with their current status)."""
-        rows = self.store.sessions()
+    def project_of(self, session_id: str) -> str:
+        """The project reference a session was created on ('' when made by path)."""
+        if session_id not in self.projects:
+            row = self.store.session(session_id)
+            self.projects[session_id] = row["project"] if row else ""
+        return self.projects[session_id]
+
+    def list_sessions(
+        self, access: Access = EVERYONE, limit: int | None = 100
+    ) -> list[dict[str, Any]]:
+        """Sessions ``access`` allows, newest first (live ones with their current status)."""
+        fetch = limit if access.rule is None else None
+        rows = self.store.sessions(fetch, under=access.under)
+        rows = [r for r in rows if access.allows(r["root"])][:limit]
         for row in rows:
             live = self.sessions.get(row["id"])
             if live is not None:
@@ -221,9 +286,11 @@ class AgentService:
         task = self.start(session_id, message)
         return await task
 
-    def start(self, session_id: str, message: str) -> asyncio.Task[Outcome]:
+    def start(
+        self, session_id: str, message: str, access: Access = EVERYONE
+    ) -> asyncio.Task[Outcome]:
         """Start a run in the background; 409 while one is in progress."""
-        session = self.get(session_id)
+        session = self.get(session_id, access)
         if not message.strip():
             raise BadRequest("the message is empty: say what the agent should do")
         if session.running:
@@ -237,9 +304,9 @@ class AgentService:
         session.task = asyncio.create_task(runtime.run(message), name=f"agent-{session_id}")
         return session.task
 
-    async def cancel(self, session_id: str) -> bool:
+    async def cancel(self, session_id: str, access: Access = EVERYONE) -> bool:
         """Cancel the running run, if any."""
-        session = self.get(session_id)
+        session = self.get(session_id, access)
         task = session.task
         if task is None or task.done():
             return False
@@ -254,23 +321,34 @@ class AgentService:
 
     # --- changesets ---------------------------------------------------------------------
 
-    def _owner(self, changeset_id: str) -> AgentSession:
+    def session_of(self, changeset_id: str, access: Access = EVERYONE) -> AgentSession:
+        """The session a changeset belongs to (NotFound as for a missing changeset when
+        ``access`` does not allow its project)."""
         data = self.store.get_changeset(changeset_id)
         if data is None:
-            raise NotFound(f"no changeset {changeset_id!r}")
-        return self.get(str(data.get("session_id", "")))
+            raise _no_changeset(changeset_id)
+        try:
+            return self.get(str(data.get("session_id", "")), access)
+        except NotFound:
+            raise _no_changeset(changeset_id) from None
 
-    def changeset(self, changeset_id: str) -> Changeset:
+    def changeset(self, changeset_id: str, access: Access = EVERYONE) -> Changeset:
         """One changeset."""
-        return self._owner(changeset_id).changes.get(changeset_id)
+        return self.session_of(changeset_id, access).changes.get(changeset_id)
 
-    def changesets(self, session_id: str | None = None) -> list[Changeset]:
-        """Changesets of one session, or of every live session."""
+    def changesets(
+        self, session_id: str | None = None, access: Access = EVERYONE
+    ) -> list[Changeset]:
+        """Changesets of one session, or of every session ``access`` allows."""
         if session_id is not None:
-            return self.get(session_id).changes.list()
+            return self.get(session_id, access).changes.list()
         from mimiverse.agent.changes import Changeset
 
-        return [Changeset.from_dict(d) for d in self.store.list_changesets()]
+        items = self.store.list_changesets()
+        if access is not EVERYONE:
+            visible = {r["id"] for r in self.list_sessions(access, limit=None)}
+            items = [d for d in items if d.get("session_id") in visible]
+        return [Changeset.from_dict(d) for d in items]
 
     def decide(
         self,
@@ -279,9 +357,10 @@ class AgentService:
         approve: list[str] | None = None,
         reject: list[str] | None = None,
         all: bool | None = None,
+        access: Access = EVERYONE,
     ) -> Changeset:
         """Approve or reject hunks; wakes the run waiting for them once all are decided."""
-        session = self._owner(changeset_id)
+        session = self.session_of(changeset_id, access)
         changeset = session.changes.decide(changeset_id, approve=approve, reject=reject, all=all)
         decided = {h.id: h.status for f in changeset.files for h in f.hunks}
         session.log.emit("changeset_decided", id=changeset_id, hunks=decided, by="user")
@@ -291,9 +370,9 @@ class AgentService:
             future.set_result(None)
         return changeset
 
-    def apply(self, changeset_id: str) -> Changeset:
+    def apply(self, changeset_id: str, access: Access = EVERYONE) -> Changeset:
         """Apply a decided changeset nobody is waiting on (from MCP or an earlier run)."""
-        session = self._owner(changeset_id)
+        session = self.session_of(changeset_id, access)
         if changeset_id in session.decisions:
             raise Conflict(
                 f"the agent applies {changeset_id} itself once every hunk is decided: "
@@ -306,9 +385,9 @@ class AgentService:
         )  # fmt: skip
         return changeset
 
-    def undo(self, changeset_id: str) -> Changeset:
+    def undo(self, changeset_id: str, access: Access = EVERYONE) -> Changeset:
         """Undo an applied changeset."""
-        session = self._owner(changeset_id)
+        session = self.session_of(changeset_id, access)
         changeset = session.changes.undo(changeset_id)
         session.log.emit(
             "changeset_undone", id=changeset_id, files=[f.path for f in changeset.files]

@@ -2,6 +2,9 @@
 
 Tables live in the data dir's ``mimiverse.sqlite3`` (WAL) beside the completion feedback.
 Rows hold JSON; a session can be replayed from its events and resumed from its messages.
+A session row records who created it (``owner``) and which project it works on
+(``project``, a reference such as ``alice/app``); databases from before those columns
+get them on open.
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ import json
 import sqlite3
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +27,9 @@ CREATE TABLE IF NOT EXISTS agent_sessions (
     root TEXT NOT NULL,
     title TEXT NOT NULL DEFAULT '',
     status TEXT NOT NULL DEFAULT 'idle',
-    state TEXT NOT NULL DEFAULT '{}'
+    state TEXT NOT NULL DEFAULT '{}',
+    owner TEXT NOT NULL DEFAULT '',
+    project TEXT NOT NULL DEFAULT ''
 );
 CREATE TABLE IF NOT EXISTS agent_events (
     session_id TEXT NOT NULL,
@@ -50,6 +56,15 @@ CREATE TABLE IF NOT EXISTS agent_memory (
 );
 """
 
+_ADDED_COLUMNS = {
+    "agent_sessions": {
+        "owner": "TEXT NOT NULL DEFAULT ''",
+        "project": "TEXT NOT NULL DEFAULT ''",
+    }
+}
+"""Columns added since the first schema: ``ALTER TABLE … ADD COLUMN`` where missing."""
+_SESSION_COLUMNS = "id, created_at, updated_at, root, title, status, owner, project"
+
 
 def _dumps(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
@@ -68,6 +83,14 @@ class AgentStore:
         self._conn.execute("PRAGMA journal_mode = WAL")
         self._conn.execute("PRAGMA synchronous = NORMAL")
         self._conn.executescript(_SCHEMA)
+        self._migrate()
+
+    def _migrate(self) -> None:
+        for table, columns in _ADDED_COLUMNS.items():
+            have = {r[1] for r in self._conn.execute(f"PRAGMA table_info({table})")}
+            for name, decl in columns.items():
+                if name not in have:
+                    self._conn.execute(f"ALTER TABLE {table} ADD COLUMN {name} {decl}")
 
     @classmethod
     def memory(cls) -> AgentStore:
@@ -81,14 +104,24 @@ class AgentStore:
 
     # --- sessions -----------------------------------------------------------------------
 
-    def create_session(self, session_id: str, root: str, title: str, state: dict[str, Any]) -> None:
-        """Record a new session."""
+    def create_session(
+        self,
+        session_id: str,
+        root: str,
+        title: str,
+        state: dict[str, Any],
+        *,
+        owner: str = "",
+        project: str = "",
+    ) -> None:
+        """Record a new session (``owner``: who made it; ``project``: its reference)."""
         now = time.time()
         with self._lock:
             self._conn.execute(
-                "INSERT INTO agent_sessions (id, created_at, updated_at, root, title, state) "
-                "VALUES (?, ?, ?, ?, ?, ?)",
-                (session_id, now, now, root, title, _dumps(state)),
+                "INSERT INTO agent_sessions "
+                "(id, created_at, updated_at, root, title, state, owner, project) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (session_id, now, now, root, title, _dumps(state), owner, project),
             )
 
     def save_session(self, session_id: str, *, status: str, state: dict[str, Any]) -> None:
@@ -103,20 +136,30 @@ class AgentStore:
         """One session's row (``state`` decoded), or None."""
         with self._lock:
             row = self._conn.execute(
-                "SELECT id, created_at, updated_at, root, title, status, state "
-                "FROM agent_sessions WHERE id = ?",
+                f"SELECT {_SESSION_COLUMNS}, state FROM agent_sessions WHERE id = ?",
                 (session_id,),
             ).fetchone()
         return _session(row) if row else None
 
-    def sessions(self, limit: int = 100) -> list[dict[str, Any]]:
-        """Newest sessions first, without their state."""
+    def sessions(
+        self, limit: int | None = 100, *, under: Sequence[str] | None = None
+    ) -> list[dict[str, Any]]:
+        """Newest sessions first, without their state.
+
+        ``under``: only sessions whose root starts with one of these folder prefixes.
+        """
+        query = f"SELECT {_SESSION_COLUMNS}, '{{}}' FROM agent_sessions"
+        params: list[Any] = []
+        if under is not None:
+            if not under:
+                return []
+            query += " WHERE " + " OR ".join("substr(root, 1, ?) = ?" for _ in under)
+            for prefix in under:
+                params += [len(prefix), prefix]
+        query += " ORDER BY updated_at DESC LIMIT ?"
+        params.append(-1 if limit is None else limit)
         with self._lock:
-            rows = self._conn.execute(
-                "SELECT id, created_at, updated_at, root, title, status, '{}' "
-                "FROM agent_sessions ORDER BY updated_at DESC LIMIT ?",
-                (limit,),
-            ).fetchall()
+            rows = self._conn.execute(query, params).fetchall()
         return [_session(r) for r in rows]
 
     # --- events -------------------------------------------------------------------------
@@ -198,7 +241,7 @@ class AgentStore:
 
 
 def _session(row: tuple[Any, ...]) -> dict[str, Any]:
-    sid, created, updated, root, title, status, state = row
+    sid, created, updated, root, title, status, owner, project, state = row
     return {
         "id": sid,
         "created_at": created,
@@ -206,5 +249,7 @@ def _session(row: tuple[Any, ...]) -> dict[str, Any]:
         "root": root,
         "title": title,
         "status": status,
+        "owner": owner,
+        "project": project,
         "state": json.loads(state),
     }

@@ -1,10 +1,18 @@
-"""Agent sessions, their events (SSE and WebSocket) and changesets."""
+"""Agent sessions, their events (SSE and WebSocket) and changesets.
+
+A session works on one project the caller may use (``project`` when it is created; none:
+their default one). Every route that names a session or a changeset answers "not found"
+unless the caller may use that session's project (their own, or a team's they are in),
+the same answer as for one that does not exist. In ``auth=local`` the one local user sees
+every session.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+import os
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -12,11 +20,16 @@ from fastapi import APIRouter, Query, Request, WebSocket, WebSocketDisconnect
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
+from mimiverse.agent.service import EVERYONE, Access
+from mimiverse.server.auth import principal_of
+from mimiverse.server.openapi import errors, streamed
+from mimiverse.server.routes.projects import resolve_project, workspaces_of
 from mimiverse.server.sse import event as sse_event
 
 if TYPE_CHECKING:
     from mimiverse.agent.changes import Changeset
     from mimiverse.agent.service import AgentService
+    from mimiverse.agent.session import AgentSession
     from mimiverse.index.indexer import Indexer
 
 router = APIRouter(prefix="/api/agent", tags=["agent"])
@@ -27,8 +40,13 @@ KEEPALIVE_S = 15.0
 class SessionBody(BaseModel):
     """POST /api/agent/sessions."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
     title: str = Field(default="", max_length=200)
+    project: str | None = Field(
+        default=None,
+        max_length=200,
+        description="A project reference ('alice/app', 'team:core/app'); default: yours.",
+    )
     auto_approve: bool | None = Field(
         default=None, description="Apply changesets without asking (default: agent_auto_approve)."
     )
@@ -37,14 +55,14 @@ class SessionBody(BaseModel):
 class MessageBody(BaseModel):
     """POST /api/agent/sessions/{id}/messages."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
     content: str = Field(min_length=1, max_length=MAX_MESSAGE_CHARS)
 
 
 class DecisionBody(BaseModel):
     """POST /api/agent/changesets/{id}/approve or /reject; no hunks = all of them."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
     hunks: list[str] | None = Field(default=None, description="Hunk ids; omit for every hunk.")
 
 
@@ -55,19 +73,59 @@ def agent_of(request: Request | Any) -> AgentService:
     if service is None:
         from mimiverse.agent.service import AgentService
 
-        settings = state.settings
-        project = Path(settings.project_root).expanduser().resolve()
+        service = AgentService(state.settings, state.gateway, indexer_for=_indexer_for(state))
+        state.agent = service
+    return service
 
-        def indexer_for(root: Path) -> Indexer | None:
+
+def _indexer_for(state: Any) -> Callable[[Path], Indexer | None]:
+    """Each project's own index: the project_root's (auth=local), else the registry's."""
+    settings = state.settings
+    project = Path(settings.project_root).expanduser().resolve()
+
+    def indexer_for(root: Path) -> Indexer | None:
+        if settings.auth == "local":
             index = state.index
             if index is None or root.resolve() != project:
                 return None
-            indexer: Indexer = index.indexer
-            return indexer
+            local: Indexer = index.indexer
+            return local
+        registry = getattr(state, "indexes", None)
+        if registry is None:
+            return None
+        service = registry.peek(root)
+        if service is None:
+            with contextlib.suppress(RuntimeError):  # no running loop: nothing to open on
+                registry.open_soon(root)
+            return None
+        indexer: Indexer | None = service.indexer if service.ready.is_set() else None
+        return indexer
 
-        service = AgentService(settings, state.gateway, indexer_for=indexer_for)
-        state.agent = service
-    return service
+    return indexer_for
+
+
+def access_of(request: Request | WebSocket) -> Access:
+    """The projects the caller may use: every one in auth=local, else their roots'."""
+    if request.app.state.settings.auth == "local":
+        return EVERYONE
+    principal = principal_of(request)
+    workspaces = workspaces_of(request)
+    under = tuple(str(r.resolve()) + os.sep for r in workspaces.roots_of(principal).values())
+    return Access(under=under, rule=lambda root: workspaces.may_use(principal, root))
+
+
+def _private(request: Request | WebSocket, data: dict[str, Any]) -> dict[str, Any]:
+    """Outside auth=local a session shows its project's reference, not the server's path."""
+    if request.app.state.settings.auth != "local":
+        data.pop("root", None)
+    return data
+
+
+def session_json(request: Request, session: AgentSession) -> dict[str, Any]:
+    """A session for the API."""
+    data = session.describe()
+    data["project"] = agent_of(request).project_of(session.id)
+    return _private(request, data)
 
 
 @contextlib.asynccontextmanager
@@ -91,34 +149,43 @@ def changeset_json(changeset: Changeset) -> dict[str, Any]:
     return data
 
 
-@router.post("/sessions", status_code=201)
+@router.post("/sessions", status_code=201, responses=errors(404))
 async def create_session(body: SessionBody, request: Request) -> dict[str, Any]:
-    """Start a session on the server's project."""
-    session = agent_of(request).create(title=body.title, auto_approve=body.auto_approve)
-    return session.describe()
+    """Start a session on one of the caller's projects (default: their default project)."""
+    project = resolve_project(request, body.project)
+    session = agent_of(request).create(
+        project.root, title=body.title, auto_approve=body.auto_approve,
+        owner=principal_of(request).username, project=project.ref,
+    )  # fmt: skip
+    registry = getattr(request.app.state, "indexes", None)
+    if registry is not None:
+        registry.open_soon(project.root)  # the first sync starts while the user types
+    return session_json(request, session)
 
 
 @router.get("/sessions")
 async def list_sessions(request: Request) -> dict[str, Any]:
-    """Sessions, newest first."""
-    return {"sessions": agent_of(request).list_sessions()}
+    """The sessions the caller may see, newest first."""
+    rows = agent_of(request).list_sessions(access_of(request))
+    return {"sessions": [_private(request, row) for row in rows]}
 
 
 @router.get("/sessions/{session_id}")
 async def get_session(session_id: str, request: Request) -> dict[str, Any]:
     """One session's status and usage."""
-    return agent_of(request).get(session_id).describe()
+    return session_json(request, agent_of(request).get(session_id, access_of(request)))
 
 
-@router.post("/sessions/{session_id}/messages", status_code=202)
+@router.post("/sessions/{session_id}/messages", status_code=202, responses=errors(409))
 async def send_message(session_id: str, body: MessageBody, request: Request) -> dict[str, Any]:
     """Give the agent a task or a follow-up; follow its events to see it work."""
     service = agent_of(request)
-    session = service.get(session_id)
+    access = access_of(request)
+    session = service.get(session_id, access)
     after = session.log.last_seq
-    service.start(session_id, body.content)
+    service.start(session_id, body.content, access)
     return {
-        "session": session.describe(),
+        "session": session_json(request, session),
         "events_url": f"/api/agent/sessions/{session_id}/events?after={after}",
     }
 
@@ -126,11 +193,14 @@ async def send_message(session_id: str, body: MessageBody, request: Request) -> 
 @router.post("/sessions/{session_id}/cancel")
 async def cancel(session_id: str, request: Request) -> dict[str, Any]:
     """Stop the running task."""
-    cancelled = await agent_of(request).cancel(session_id)
+    cancelled = await agent_of(request).cancel(session_id, access_of(request))
     return {"cancelled": cancelled}
 
 
-@router.get("/sessions/{session_id}/events")
+@router.get(
+    "/sessions/{session_id}/events",
+    responses=streamed("Events: JSON when follow=false, else an SSE stream.", json_too=True),
+)
 async def events(
     session_id: str,
     request: Request,
@@ -138,7 +208,7 @@ async def events(
     follow: bool = Query(default=True, description="Stream live events (SSE) until the run ends."),
 ) -> Any:
     """The session's events after ``after``: a JSON list, or an SSE stream when following."""
-    session = agent_of(request).get(session_id)
+    session = agent_of(request).get(session_id, access_of(request))
     if not follow:
         return {"events": [e.as_dict() for e in session.log.events if e.seq > after]}
 
@@ -173,13 +243,16 @@ async def events(
 
 @router.websocket("/sessions/{session_id}/ws")
 async def events_ws(websocket: WebSocket, session_id: str, after: int = 0) -> None:
-    """The session's events as JSON messages: stored ones after ``after``, then live ones."""
+    """The session's events as JSON messages: stored ones after ``after``, then live ones.
+
+    A session the caller may not see gets the not-found error and close code 4404.
+    """
     from mimiverse.errors import MimiError
 
     await websocket.accept()
     try:
         service = agent_of(websocket)
-        session = service.get(session_id)
+        session = service.get(session_id, access_of(websocket))
     except MimiError as exc:
         await websocket.send_json(exc.to_dict())
         await websocket.close(code=4404)
@@ -191,22 +264,22 @@ async def events_ws(websocket: WebSocket, session_id: str, after: int = 0) -> No
         return
 
 
-@router.get("/changesets")
+@router.get("/changesets", responses=errors(404))
 async def list_changesets(
     request: Request, session_id: str | None = Query(default=None)
 ) -> dict[str, Any]:
     """Changesets, oldest first, without diffs."""
-    items = agent_of(request).changesets(session_id)
+    items = agent_of(request).changesets(session_id, access_of(request))
     return {"changesets": [c.as_dict() for c in items]}
 
 
 @router.get("/changesets/{changeset_id}")
 async def get_changeset(changeset_id: str, request: Request) -> dict[str, Any]:
     """One changeset with its hunks and unified diff."""
-    return changeset_json(agent_of(request).changeset(changeset_id))
+    return changeset_json(agent_of(request).changeset(changeset_id, access_of(request)))
 
 
-@router.post("/changesets/{changeset_id}/approve")
+@router.post("/changesets/{changeset_id}/approve", responses=errors(409))
 async def approve(
     changeset_id: str, request: Request, body: DecisionBody | None = None
 ) -> dict[str, Any]:
@@ -214,7 +287,7 @@ async def approve(
     return _decide(request, changeset_id, body, approve=True)
 
 
-@router.post("/changesets/{changeset_id}/reject")
+@router.post("/changesets/{changeset_id}/reject", responses=errors(409))
 async def reject(
     changeset_id: str, request: Request, body: DecisionBody | None = None
 ) -> dict[str, Any]:
@@ -227,22 +300,43 @@ def _decide(
 ) -> dict[str, Any]:
     hunks = body.hunks if body else None
     service = agent_of(request)
+    access = access_of(request)
     if hunks is None:
-        changeset = service.decide(changeset_id, all=approve)
+        changeset = service.decide(changeset_id, all=approve, access=access)
     elif approve:
-        changeset = service.decide(changeset_id, approve=hunks)
+        changeset = service.decide(changeset_id, approve=hunks, access=access)
     else:
-        changeset = service.decide(changeset_id, reject=hunks)
+        changeset = service.decide(changeset_id, reject=hunks, access=access)
     return changeset_json(changeset)
 
 
-@router.post("/changesets/{changeset_id}/apply")
+@router.post("/changesets/{changeset_id}/apply", responses=errors(409))
 async def apply(changeset_id: str, request: Request) -> dict[str, Any]:
     """Write a decided changeset's approved hunks (409 when a file changed since)."""
-    return changeset_json(agent_of(request).apply(changeset_id))
+    changeset = agent_of(request).apply(changeset_id, access_of(request))
+    _audit(request, "changeset_applied", changeset)
+    return changeset_json(changeset)
 
 
-@router.post("/changesets/{changeset_id}/undo")
+@router.post("/changesets/{changeset_id}/undo", responses=errors(409))
 async def undo(changeset_id: str, request: Request) -> dict[str, Any]:
     """Restore the files an applied changeset changed (409 when edited since)."""
-    return changeset_json(agent_of(request).undo(changeset_id))
+    changeset = agent_of(request).undo(changeset_id, access_of(request))
+    _audit(request, "changeset_undone", changeset)
+    return changeset_json(changeset)
+
+
+def _audit(request: Request, action: str, changeset: Changeset) -> None:
+    """Record who wrote files through the API (auth=accounts; local mode has no log)."""
+    settings = request.app.state.settings
+    if settings.auth != "accounts":
+        return
+    from mimiverse.server.app import accounts_of
+    from mimiverse.server.clientinfo import client_ip
+
+    accounts_of(request.app).audit.record(
+        action, actor=principal_of(request).username, target=changeset.id,
+        ip=client_ip(request.scope, settings),
+        project=agent_of(request).project_of(changeset.session_id),
+        files=[f.path for f in changeset.files],
+    )  # fmt: skip

@@ -1,29 +1,80 @@
-"""Codebase search and index status."""
+"""Codebase search, symbols and index status, for one of the caller's projects.
+
+Every route takes an optional ``project`` reference (a body field for POST, a query
+parameter for GET); none means the caller's default project. In ``auth=local`` that is
+the ``project_root`` setting, served by the index the server starts
+(``app.state.index``). In ``auth=accounts`` each project has its own index, opened on
+first use by the :class:`IndexRegistry` that runs with the app (``app.state.indexes``).
+A project the caller may not use is "not found", whoever asks.
+"""
 
 from __future__ import annotations
 
 import asyncio
-from typing import Any, Literal
+import contextlib
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from fastapi import APIRouter, Request
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from fastapi import APIRouter, Query, Request
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
+from pydantic_core import PydanticCustomError
 
-from mimiverse.errors import BadRequest, MimiError
+from mimiverse.errors import MimiError
 from mimiverse.index.languages import LANGUAGES
 from mimiverse.index.service import IndexService
 from mimiverse.index.stores.base import Filters
+from mimiverse.server.openapi import errors
+from mimiverse.server.routes.projects import resolve_project
+
+if TYPE_CHECKING:
+    from mimiverse.index.registry import IndexRegistry
+    from mimiverse.workspace.roots import Project
 
 router = APIRouter(prefix="/api/codebase")
 MAX_QUERY_CHARS = 2000
+READY_WAIT_S = 10.0
+"""How long a request waits for a just-opened project's first sync (lexical search)."""
+PROJECT_HELP = "A project reference ('alice/app', 'team:core/app'); default: your default one."
+ERRORS = errors(404, 503)
+"""A project the caller may not use is 404; an index that is not running, 503."""
+
+
+def _query_fits(value: Any) -> Any:
+    if isinstance(value, str):
+        if not value.strip():
+            raise PydanticCustomError(
+                "empty", "query is empty: send words or an identifier to search for"
+            )
+        if len(value) > MAX_QUERY_CHARS:
+            raise PydanticCustomError(
+                "too_long",
+                "query is {size} characters; the limit is {limit}: search for a shorter "
+                "description or an identifier",
+                {"size": len(value), "limit": MAX_QUERY_CHARS},
+            )
+    return value
+
+
+def _whole(value: Any) -> Any:
+    """1.0 is an integer in JSON Schema: take it as 1 (strict models refuse floats)."""
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+Int = Annotated[int, BeforeValidator(_whole)]
+QueryText = Annotated[
+    str,
+    BeforeValidator(_query_fits),
+    Field(min_length=1, max_length=MAX_QUERY_CHARS, pattern=r"\S"),
+]
 
 
 class FiltersBody(BaseModel):
     """Optional narrowing of a search."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
     path: str = Field(default="", description="Glob relative to the project root, e.g. src/**/*.py")
-    language: str = ""
-    kind: str = ""
+    language: str = Field(default="", json_schema_extra={"enum": ["", *sorted(set(LANGUAGES))]})
+    kind: str = Field(default="", max_length=64)
 
     @field_validator("path")
     @classmethod
@@ -48,9 +99,10 @@ class FiltersBody(BaseModel):
 class SearchBody(BaseModel):
     """POST /api/codebase/search."""
 
-    model_config = ConfigDict(extra="forbid")
-    query: str
-    limit: int = Field(default=10, ge=1, le=200)
+    model_config = ConfigDict(extra="forbid", strict=True)
+    query: QueryText
+    project: str | None = Field(default=None, max_length=200, description=PROJECT_HELP)
+    limit: Int = Field(default=10, ge=1, le=200)
     mode: Literal["hybrid", "lexical", "semantic"] = "hybrid"
     filters: FiltersBody = Field(default_factory=FiltersBody)
     rerank: bool | None = Field(
@@ -60,31 +112,70 @@ class SearchBody(BaseModel):
     )
 
 
+def _unavailable(message: str) -> MimiError:
+    err = MimiError(message)
+    err.status, err.code = 503, "index_off"
+    return err
+
+
 def service_of(request: Request) -> IndexService:
-    """The app's index service; a clear error when indexing is off."""
+    """The app's project_root index service (auth=local); a clear error when it is off."""
     service: IndexService | None = getattr(request.app.state, "index", None)
     if service is None:
-        err = MimiError(
+        raise _unavailable(
             "the codebase index is off: start the server with MIMI_INDEX_ON_START=true "
             "and MIMI_PROJECT_ROOT=/path/to/project"
         )
-        err.status, err.code = 503, "index_off"
-        raise err
     return service
 
 
-@router.post("/search")
+async def index_of(request: Request, ref: str | None) -> tuple[IndexService, Project]:
+    """The index of the project ``ref`` names, if the caller may use it (404 otherwise)."""
+    project = resolve_project(request, ref)
+    if request.app.state.settings.auth == "local":
+        return service_of(request), project
+    registry: IndexRegistry | None = getattr(request.app.state, "indexes", None)
+    if registry is None:
+        raise _unavailable(
+            "per-project indexes run with the server: start it with `mimiverse serve` "
+            "(they open on the app's startup)"
+        )
+    service = await registry.get(project.root)
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(service.ready.wait(), READY_WAIT_S)
+    return service, project
+
+
+@contextlib.asynccontextmanager
+async def index_lifespan(app: Any) -> AsyncIterator[None]:
+    """auth=accounts: run a per-project index registry for the app's life."""
+    if app.state.settings.auth != "accounts":
+        yield
+        return
+    from mimiverse.index.registry import IndexRegistry
+
+    registry = IndexRegistry(app.state.settings, app.state.gateway)
+    app.state.indexes = registry
+    try:
+        yield
+    finally:
+        app.state.indexes = None
+        await registry.close()
+
+
+def _status(info: dict[str, Any], project: Project, request: Request) -> dict[str, Any]:
+    """Index status; outside auth=local the server path gives way to the project's ref."""
+    info["project"] = project.ref
+    if request.app.state.settings.auth != "local":
+        info.pop("root", None)
+    return info
+
+
+@router.post("/search", responses=ERRORS)
 async def search(body: SearchBody, request: Request) -> dict[str, Any]:
     """Ranked chunks for a query: path, lines, symbol, snippet, and each method's rank."""
     query = body.query.strip()
-    if not query:
-        raise BadRequest("query is empty: send words or an identifier to search for")
-    if len(query) > MAX_QUERY_CHARS:
-        raise BadRequest(
-            f"query is {len(query)} characters; the limit is {MAX_QUERY_CHARS}: "
-            "search for a shorter description or an identifier"
-        )
-    service = service_of(request)
+    service, project = await index_of(request, body.project)
     f = body.filters
     result = await service.indexer.search(
         query, limit=body.limit, mode=body.mode,
@@ -110,15 +201,19 @@ async def search(body: SearchBody, request: Request) -> dict[str, Any]:
             }
             for h in result.hits
         ],
-        "status": result.status,
+        "project": project.ref,
+        "status": _status(result.status, project, request),
     }
 
 
-@router.get("/status")
-async def status(request: Request) -> dict[str, Any]:
+ProjectParam = Query(default=None, max_length=200, description=PROJECT_HELP)
+
+
+@router.get("/status", responses=ERRORS)
+async def status(request: Request, project: str | None = ProjectParam) -> dict[str, Any]:
     """Files, chunks, embedding progress, last sync, skipped files."""
-    service = service_of(request)
-    info = service.indexer.status()
+    service, found = await index_of(request, project)
+    info = _status(service.indexer.status(), found, request)
     info["ready"] = service.ready.is_set()
     info["skipped_files"] = service.indexer.skipped[:200]
     return info
@@ -129,33 +224,45 @@ def _tag(tag: Any) -> dict[str, Any]:
             "signature": tag.signature}  # fmt: skip
 
 
-def _name(name: str) -> str:
-    name = name.strip()
-    if not name or len(name) > 200:
-        raise BadRequest("name must be 1–200 characters: send a symbol such as MyClass.method")
-    return name
+NameParam = Query(
+    min_length=1, max_length=200, pattern=r"\S", description="A symbol, e.g. MyClass.method."
+)
 
 
-@router.get("/definitions")
-async def definitions(name: str, request: Request) -> dict[str, Any]:
+async def _symbols(request: Request, project: str | None) -> Any:
+    service, _ = await index_of(request, project)
+    return await asyncio.to_thread(service.indexer.symbol_map)
+
+
+@router.get("/definitions", responses=ERRORS)
+async def definitions(
+    request: Request, name: str = NameParam, project: str | None = ProjectParam
+) -> dict[str, Any]:
     """Where a symbol is defined."""
-    symbols = await asyncio.to_thread(service_of(request).indexer.symbol_map)
-    return {"name": name, "definitions": [_tag(t) for t in symbols.definitions(_name(name))]}
+    wanted = name.strip()
+    symbols = await _symbols(request, project)
+    return {"name": name, "definitions": [_tag(t) for t in symbols.definitions(wanted)]}
 
 
-@router.get("/references")
-async def references(name: str, request: Request) -> dict[str, Any]:
+@router.get("/references", responses=ERRORS)
+async def references(
+    request: Request, name: str = NameParam, project: str | None = ProjectParam
+) -> dict[str, Any]:
     """Where a symbol is used."""
-    symbols = await asyncio.to_thread(service_of(request).indexer.symbol_map)
-    return {"name": name, "references": [_tag(t) for t in symbols.references(_name(name))]}
+    wanted = name.strip()
+    symbols = await _symbols(request, project)
+    return {"name": name, "references": [_tag(t) for t in symbols.references(wanted)]}
 
 
-@router.get("/repomap")
-async def repomap(request: Request, budget: int = 1024, focus: str = "") -> dict[str, Any]:
+@router.get("/repomap", responses=ERRORS)
+async def repomap(
+    request: Request,
+    budget: int = Query(default=1024, ge=64, le=32_768, description="Tokens the map may use."),
+    focus: str = Query(default="", max_length=4000, description="Comma-separated files first."),
+    project: str | None = ProjectParam,
+) -> dict[str, Any]:
     """The most important definitions within ``budget`` tokens (PageRank, focus files first)."""
-    if not 64 <= budget <= 32_768:
-        raise BadRequest("budget must be between 64 and 32768 tokens")
-    symbols = await asyncio.to_thread(service_of(request).indexer.symbol_map)
+    symbols = await _symbols(request, project)
     files = [f for f in focus.split(",") if f]
     text = await asyncio.to_thread(symbols.repo_map, budget, files)
     return {"budget": budget, "focus": files, "map": text}
