@@ -456,6 +456,13 @@ class Settings(BaseSettings):
     default_tier: str = Field(
         default="free", description="Quota tier of new accounts (tiers.toml: free, pro, team)."
     )
+    tiers_file: Path | None = Field(
+        default=None,
+        description=(
+            "A TOML file of quota tiers (requests_per_month, tokens_per_month; 0 = no limit) "
+            "used instead of the bundled accounts/tiers.toml."
+        ),
+    )
 
     @field_validator(
         "data_dir",
@@ -466,6 +473,7 @@ class Settings(BaseSettings):
         "workspaces_dir",
         "tls_certfile",
         "tls_keyfile",
+        "tiers_file",
     )
     @classmethod
     def _expand(cls, value: Path | None) -> Path | None:

@@ -15,6 +15,7 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -31,6 +32,11 @@ from mimiverse.observability import Metrics
 from mimiverse.settings import TASKS, Task
 
 log = logging.getLogger("mimiverse.gateway.router")
+usage_sink: ContextVar[Callable[[int, int], None] | None] = ContextVar(
+    "mimi_usage_sink", default=None
+)
+"""Who pays for the model calls made in this context: called with (prompt, completion)
+tokens when each stream ends (the server meters account quotas through it)."""
 T = TypeVar("T")
 
 
@@ -164,7 +170,7 @@ class Router:
             attempt.queue_wait_s = waited
             sent = time.perf_counter()
             first_at: float | None = None
-            out_tokens = 0
+            in_tokens = out_tokens = 0
             iterator = start(endpoint.backend).__aiter__()
             try:
                 deadline = sent + endpoint.timeout_s
@@ -193,6 +199,7 @@ class Router:
                         self.metrics.ttft.labels(*labels).observe(attempt.ttft_s)
                     if delta.usage:
                         self.metrics.tokens_in.labels(*labels).inc(delta.usage.prompt_tokens)
+                        in_tokens = delta.usage.prompt_tokens
                         out_tokens = delta.usage.completion_tokens
                     elif delta.text:
                         out_tokens += 1
@@ -223,6 +230,9 @@ class Router:
                 self._release(endpoint, ok=None)
                 raise
             finally:
+                sink = usage_sink.get()
+                if sink is not None and (in_tokens or out_tokens):
+                    sink(in_tokens, out_tokens)
                 # Close the backend's stream now (an abandoned one would keep generating).
                 aclose = getattr(iterator, "aclose", None)
                 if aclose is not None:

@@ -74,3 +74,10 @@ class Limiter:
     async def clear(self, limit: str, *key: str) -> None:
         """Forget the counts of one key (after a successful login, for instance)."""
         await self.strategy.clear(rate(limit), *key)
+
+    async def close(self) -> None:
+        """Close the Redis client's connections (a memory store has none)."""
+        client = getattr(getattr(self.storage, "bridge", None), "storage", None)
+        aclose = getattr(client, "aclose", None)
+        if aclose is not None:
+            await aclose()
