@@ -445,6 +445,7 @@ def server_env(cfg: Config, chat: str) -> dict[str, str]:
         "MIMI_EMBEDDED_FIM_CTX": str(cfg.ctx),
         "MIMI_EMBEDDED_PRELOAD": "true",
         "MIMI_CACHE_STORE": "memory",
+        "MIMI_RATE_LIMITS": "false",  # hundreds of FIM requests a minute, more than 300/minute
     }
     if cfg.override is not None:
         env["MIMI_FIM_MODEL_FILE"] = str(cfg.override)
