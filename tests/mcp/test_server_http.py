@@ -101,6 +101,33 @@ def test_mcp_without_the_token_is_401(served: Served, headers: dict[str, str]) -
     assert "mimiverse mcp --print-token" in resp.json()["error"]["message"]
 
 
+@pytest.mark.parametrize("named", [None, "query", "header"])
+async def test_the_project_is_the_servers_own_named_or_not(
+    served: Served, named: str | None
+) -> None:
+    ref = f"local/{served.project.name}"
+    url = served.url + (f"?project={ref}" if named == "query" else "")
+    headers = {**bearer(served), **({"X-Mimi-Project": ref} if named == "header" else {})}
+    async with (
+        httpx2.AsyncClient(headers=headers) as http,
+        Client(streamable_http_client(url, http_client=http)) as client,
+    ):
+        listed = {r.name for r in (await client.list_resources()).resources}
+        assert "calc.py" in listed
+        read = await client.read_resource("mimiverse://files/calc.py")
+        assert "return a - b" in read.contents[0].text  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("where", ["query", "header"])
+def test_any_other_project_is_404(served: Served, where: str) -> None:
+    ping = {"jsonrpc": "2.0", "id": 1, "method": "ping"}
+    params = {"project": "local/elsewhere"} if where == "query" else {}
+    header = {"X-Mimi-Project": "local/elsewhere"} if where == "header" else {}
+    resp = httpx.post(served.url, params=params, json=ping, headers={**bearer(served), **header})
+    assert resp.status_code == 404
+    assert "no project 'local/elsewhere'" in resp.json()["error"]["message"]
+
+
 @pytest.mark.parametrize("mode", ["auto", "legacy"])
 async def test_lists_and_calls_tools_over_http(served: Served, mode: str) -> None:
     async with (

@@ -1,4 +1,7 @@
-"""The bearer token that guards /mcp: from settings, or made once and kept in the data dir."""
+"""The server's API token (auth=local): from settings, or made once and kept in the data dir.
+
+AuthGuard (server/auth.py) maps it to the local admin; `mimiverse mcp --print-token` prints it.
+"""
 
 from __future__ import annotations
 

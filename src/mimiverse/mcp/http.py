@@ -1,17 +1,29 @@
-"""Streamable-HTTP MCP at /mcp, behind a bearer token."""
+"""Streamable-HTTP MCP at /mcp: each caller works on a project of their own.
+
+The app's AuthGuard runs first: it lets through only bearer tokens with the ``mcp``
+scope and leaves the caller's :class:`Principal` in ``scope["state"]``. This endpoint then
+picks the request's project (``?project=<owner>/<name>`` on the URL or the
+``X-Mimi-Project`` header, else the caller's default) through ``Workspaces.project``, so
+nobody reaches a project they may not use; binds every MCP session id to the user and
+project that opened it (:mod:`mimiverse.mcp.sessions`); and hands the request to the
+SDK's session manager with the project in ``scope["state"]`` for the server's handlers.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import urllib.parse
 from collections.abc import AsyncIterator, Callable
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 from starlette.routing import Route
-from starlette.types import Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 
-from mimiverse.errors import MimiError
+from mimiverse.errors import BadRequest, MimiError, Unauthorized
+from mimiverse.mcp.sessions import Owner, SessionOwners
 from mimiverse.settings import Settings
 
 if TYPE_CHECKING:
@@ -19,18 +31,27 @@ if TYPE_CHECKING:
     from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
     from mcp.server.transport_security import TransportSecuritySettings
 
+    from mimiverse.accounts.principal import Principal
+    from mimiverse.index.indexer import Indexer
+    from mimiverse.workspace.roots import Workspaces
+
 MCP_PATH = "/mcp"
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
+PROJECT_PARAM = "project"
+"""Query parameter naming the project: ``/mcp?project=alice/app``."""
+PROJECT_HEADER = "x-mimi-project"
+"""Header naming the project, for clients that cannot change the URL."""
+SESSION_HEADER = b"mcp-session-id"
 
 
 def mount_mcp(app: FastAPI) -> None:
-    """Serve MCP at ``/mcp`` on ``app``: the tools, files and prompts of ``project_root``.
+    """Serve MCP at ``/mcp`` on ``app``: the tools, files and prompts of the caller's project.
 
     The SDK's session manager runs for the app's life (its ``run()`` joins
-    ``app.state.lifespan_contexts``); requests without the bearer token get a 401.
+    ``app.state.lifespan_contexts``).
     """
     settings: Settings = app.state.settings
-    endpoint = McpEndpoint(settings, lambda: _build_server(app))
+    endpoint = McpEndpoint(settings, lambda: _build_server(app), lambda: app.state.workspaces)
     app.state.mcp = endpoint
     app.state.lifespan_contexts.append(endpoint.running)
     app.router.routes.append(Route(MCP_PATH, endpoint=endpoint, name="mcp"))
@@ -40,23 +61,48 @@ def _build_server(app: FastAPI) -> Server[None]:
     from mimiverse.mcp.server import create_server
 
     settings: Settings = app.state.settings
+    return create_server(settings, None, gateway=app.state.gateway, indexer=_indexes(app))
 
-    def indexer() -> Any:
-        index = app.state.index
-        return index.indexer if index is not None else None
 
-    return create_server(
-        settings, settings.project_root, gateway=app.state.gateway, indexer=indexer
-    )
+def _indexes(app: FastAPI) -> Callable[[Path], Indexer | None]:
+    """Each project's own code index, when one is open (search_code greps without one).
+
+    auth=local: the app's index of ``project_root``; auth=accounts: the per-project
+    registry's (``app.state.indexes``), asked to open one for next time when it has none.
+    """
+    state = app.state
+    indexed = Path(state.settings.project_root).expanduser().resolve()
+
+    def indexer_for(root: Path) -> Indexer | None:
+        if state.settings.auth == "local":
+            index = state.index
+            return index.indexer if index is not None and root == indexed else None
+        registry = getattr(state, "indexes", None)
+        if registry is None:
+            return None
+        service = registry.peek(root)
+        if service is None:
+            with contextlib.suppress(RuntimeError):  # no running loop: nothing to open on
+                registry.open_soon(root)
+            return None
+        return service.indexer if service.ready.is_set() else None
+
+    return indexer_for
 
 
 class McpEndpoint:
-    """The ASGI endpoint at /mcp: checks the token, then hands over to the session manager."""
+    """The ASGI endpoint at /mcp: chooses the project, guards sessions, runs the SDK."""
 
-    def __init__(self, settings: Settings, build_server: Callable[[], Server[None]]) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        build_server: Callable[[], Server[None]],
+        workspaces: Callable[[], Workspaces],
+    ) -> None:
         self.settings = settings
         self._build_server = build_server
-        self._token = ""
+        self._workspaces = workspaces
+        self.owners = SessionOwners()
         self.manager: StreamableHTTPSessionManager | None = None
 
     @contextlib.asynccontextmanager
@@ -73,40 +119,77 @@ class McpEndpoint:
                 yield
             finally:
                 self.manager = None
-
-    def token(self) -> str:
-        """The bearer token clients must send (resolved on first use)."""
-        if not self._token:
-            from mimiverse.mcp.auth import api_token
-
-            self._token = api_token(self.settings)
-        return self._token
+                self.owners = SessionOwners()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if not self._authorized(scope):
-            await _error(
-                401,
-                "unauthorized",
-                "missing or wrong bearer token: send 'Authorization: Bearer <token>'; "
-                "`mimiverse mcp --print-token` prints the token (or set MIMI_API_TOKEN)",
-                {"WWW-Authenticate": 'Bearer realm="mimiverse"'},
-            )(scope, receive, send)
-            return
-        if self.manager is None:
-            await _error(
-                503, "mcp_not_running", "MCP is not running: the server is starting or stopping"
-            )(scope, receive, send)
-            return
-        await self.manager.handle_request(scope, receive, send)
+        from mimiverse.mcp.server import PROJECT_STATE
 
-    def _authorized(self, scope: Scope) -> bool:
-        from mimiverse.mcp.auth import token_matches
+        try:
+            principal = _principal(scope)
+            project = self._workspaces().project(principal, _project_ref(scope))
+            owner = Owner(principal.user_id, project.root.resolve(), project.ref)
+            session_id = _header(scope, SESSION_HEADER)
+            if session_id:
+                self.owners.check(session_id, owner)
+        except MimiError as exc:
+            await _error(exc)(scope, receive, send)
+            return
+        manager = self.manager
+        if manager is None:
+            err = MimiError("MCP is not running: the server is starting or stopping")
+            err.status, err.code = 503, "mcp_not_running"
+            await _error(err)(scope, receive, send)
+            return
+        scope.setdefault("state", {})[PROJECT_STATE] = project
+        await manager.handle_request(scope, receive, self._watch(scope, send, owner, session_id))
 
-        for name, value in scope.get("headers", ()):
-            if name == b"authorization":
-                scheme, _, given = value.decode("latin-1").partition(" ")
-                return scheme.lower() == "bearer" and token_matches(given.strip(), self.token())
-        return False
+    def _watch(self, scope: Scope, send: Send, owner: Owner, session_id: str) -> Send:
+        """``send``, binding a session the response opens and forgetting one that ended."""
+
+        async def watched(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                status: int = message["status"]
+                if not session_id:
+                    opened = _header(message, SESSION_HEADER)
+                    if opened and status < 400:
+                        self.owners.bind(opened, owner)
+                elif status == 404 or (scope.get("method") == "DELETE" and status < 300):
+                    self.owners.forget(session_id)
+            await send(message)
+
+        return watched
+
+
+def _principal(scope: Scope) -> Principal:
+    """The caller AuthGuard left in the scope (it refuses /mcp calls without one)."""
+    principal: Principal | None = scope.get("state", {}).get("principal")
+    if principal is None:
+        raise Unauthorized(
+            "MCP needs a bearer token: send 'Authorization: Bearer <token>' "
+            "(`mimiverse mcp --print-token`, or an API token with the mcp scope)"
+        )
+    return principal
+
+
+def _project_ref(scope: Scope) -> str | None:
+    """The project a request names (query parameter or header); None for the default."""
+    query = urllib.parse.parse_qs(scope.get("query_string", b"").decode("latin-1"))
+    in_query = [v.strip() for v in query.get(PROJECT_PARAM, [])]
+    in_header = _header(scope, PROJECT_HEADER.encode()).strip()
+    named = {v for v in [*in_query, in_header] if v}
+    if len(named) > 1:
+        raise BadRequest(
+            f"the MCP request names several projects ({', '.join(sorted(named))}): name one, "
+            f"with ?{PROJECT_PARAM}=<owner>/<name> or the X-Mimi-Project header"
+        )
+    return named.pop() if named else None
+
+
+def _header(scope: Scope | Message, name: bytes) -> str:
+    for key, value in scope.get("headers", ()):
+        if key.lower() == name:
+            return str(value.decode("latin-1"))
+    return ""
 
 
 def _security(settings: Settings) -> TransportSecuritySettings | None:
@@ -114,7 +197,7 @@ def _security(settings: Settings) -> TransportSecuritySettings | None:
     from mcp.server.transport_security import TransportSecuritySettings
 
     if settings.host not in LOOPBACK:
-        return None  # the bearer token is the guard; Host names are not known here
+        return None  # AuthGuard and the bearer token guard; Host names are not known here
     return TransportSecuritySettings(
         enable_dns_rebinding_protection=True,
         allowed_hosts=["127.0.0.1:*", "localhost:*", "[::1]:*", "127.0.0.1", "localhost"],
@@ -122,9 +205,18 @@ def _security(settings: Settings) -> TransportSecuritySettings | None:
     )
 
 
-def _error(
-    status: int, code: str, message: str, headers: dict[str, str] | None = None
-) -> JSONResponse:
-    err = MimiError(message)
-    err.status, err.code = status, code
-    return JSONResponse(err.to_dict(), status_code=status, headers=headers)
+def _error(exc: MimiError) -> JSONResponse:
+    """A refusal as a JSON-RPC error (MCP clients show its message) with the HTTP status."""
+    from mcp_types import INTERNAL_ERROR, INVALID_REQUEST
+
+    headers = {"WWW-Authenticate": 'Bearer realm="mimiverse"'} if exc.status == 401 else None
+    body = {
+        "jsonrpc": "2.0",
+        "id": None,
+        "error": {
+            "code": INVALID_REQUEST if exc.status < 500 else INTERNAL_ERROR,
+            "message": exc.message,
+            "data": {"status": exc.status, "type": exc.code, **exc.details},
+        },
+    }
+    return JSONResponse(body, status_code=exc.status, headers=headers)

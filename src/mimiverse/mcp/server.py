@@ -1,7 +1,9 @@
 """The MCP server: the agent's tool registry, the project's files and our prompts.
 
-One ``Server`` (the SDK's low-level server) serves stdio (``mimiverse mcp``) and
-streamable HTTP (``/mcp`` on ``mimiverse serve``). Each MCP session gets its own
+One ``Server`` (the SDK's low-level server) serves stdio (``mimiverse mcp``: one project,
+the ``root`` it is built for) and streamable HTTP (``/mcp`` on ``mimiverse serve``: the
+project the endpoint chose for each HTTP request and left in its scope state under
+``PROJECT_STATE``, with the caller under ``"principal"``). Each MCP session gets its own
 ``ToolContext`` and session id, so drafts never mix; edits come back as proposed
 changesets that a person approves in Mimiverse, unless ``agent_auto_approve`` is on.
 """
@@ -26,11 +28,13 @@ from mcp_types import INTERNAL_ERROR, INVALID_PARAMS
 from starlette.requests import Request
 
 from mimiverse import __version__
+from mimiverse.accounts.principal import LOCAL_USER_ID, Principal
 from mimiverse.agent.tools.base import Registry, ToolContext, ToolResult
-from mimiverse.errors import BadRequest, MimiError
+from mimiverse.errors import BadRequest, Forbidden, MimiError
 from mimiverse.mcp import prompt_library, resources
 from mimiverse.settings import Settings
 from mimiverse.workspace.paths import Workspace
+from mimiverse.workspace.roots import LOCAL_OWNER, Project
 
 if TYPE_CHECKING:
     from mimiverse.agent.changes import Changeset
@@ -40,23 +44,44 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-ContextFactory = Callable[[str], ToolContext]
-"""Builds the ToolContext of one MCP session from its session id."""
+ContextFactory = Callable[[str, Path], ToolContext]
+"""Builds the ToolContext of one MCP session from its session id and project root."""
+IndexerFor = Callable[[Path], "Indexer | None"]
+"""The code index of a project root, if the server keeps one for it."""
 
 MAX_SESSIONS = 256
 """MCP sessions whose ToolContext is kept; the least recently used beyond this is dropped."""
 SESSION_HEADER = "mcp-session-id"
+PROJECT_STATE = "mcp_project"
+"""Key of the chosen :class:`Project` in an HTTP request's ``scope["state"]``."""
 
-INSTRUCTIONS = (
-    "Mimiverse tools for the project at {root}. Paths are relative to the project root. "
-    "Edits are not written at once: each edit tool call returns a proposed changeset that "
-    "a person approves in Mimiverse. Command tools run in a sandbox without network."
+_RULES = (
+    "Paths are relative to the project root. Edits are not written at once: each edit tool "
+    "call returns a proposed changeset that a person approves in Mimiverse. Command tools "
+    "run in a sandbox without network."
 )
+INSTRUCTIONS = "Mimiverse tools for the project at {root}. " + _RULES
+HTTP_INSTRUCTIONS = (
+    "Mimiverse tools for one of your projects: the one named by ?project=<owner>/<name> on "
+    "the MCP URL or the X-Mimi-Project header, else your default project. " + _RULES
+)
+
+
+@dataclass(frozen=True)
+class _Where:
+    """The project and caller one MCP request works for."""
+
+    root: Path
+    user_id: str
+    username: str
+    project: str
+    """The project's reference: ``alice/app``, ``local/<folder>``."""
 
 
 @dataclass
 class _Session:
     context: ToolContext
+    where: _Where
     title: str = "MCP"
     lock: anyio.Lock = field(default_factory=anyio.Lock)
     """Held by mutating calls, so an edit and its proposal are never interleaved."""
@@ -70,16 +95,17 @@ class McpServer:
     def __init__(
         self,
         settings: Settings,
-        root: str | Path,
+        root: str | Path | None,
         *,
         registry: Registry | None = None,
         make_context: ContextFactory | None = None,
         gateway: Gateway | None = None,
-        indexer: Callable[[], Indexer | None] | None = None,
+        indexer: IndexerFor | None = None,
         prompts: Mapping[str, prompt_library.PromptFile] | None = None,
     ) -> None:
         self.settings = settings
-        self.workspace = Workspace(root)
+        self.workspace = Workspace(root) if root is not None else None
+        """The project of connections without HTTP requests (stdio); None serves HTTP only."""
         self._registry = registry
         self._make_context = make_context
         self._gateway = gateway
@@ -93,7 +119,9 @@ class McpServer:
             "mimiverse",
             version=__version__,
             title="Mimiverse",
-            instructions=INSTRUCTIONS.format(root=self.workspace.root),
+            instructions=INSTRUCTIONS.format(root=self.workspace.root)
+            if self.workspace is not None
+            else HTTP_INSTRUCTIONS,
             lifespan=self._lifespan,
             get_tool_input_schema=self._input_schema,
             on_list_tools=self._list_tools,
@@ -126,37 +154,65 @@ class McpServer:
                 self._store.close()
                 self._store = None
 
+    def _where(self, ctx: ServerRequestContext[None, Any]) -> _Where:
+        """The project this request works on: the one the HTTP endpoint chose, else ours.
+
+        An HTTP request without a chosen project is refused, never served from ``root``.
+        """
+        if isinstance(ctx.request, Request):
+            state = ctx.request.scope.get("state", {})
+            project: Project | None = state.get(PROJECT_STATE)
+            principal: Principal | None = state.get("principal")
+            if project is None or principal is None:
+                raise Forbidden(
+                    "no project was chosen for this MCP request: connect through /mcp "
+                    "(?project=<owner>/<name> or the X-Mimi-Project header)"
+                )
+            root = project.root.resolve()
+            return _Where(root, principal.user_id, principal.username, project.ref)
+        if self.workspace is None:
+            raise Forbidden("this MCP server serves HTTP requests only: connect to /mcp")
+        root = self.workspace.root
+        return _Where(root, LOCAL_USER_ID, LOCAL_USER_ID, f"{LOCAL_OWNER}/{root.name}")
+
     def _session(self, ctx: ServerRequestContext[None, Any]) -> _Session:
         """This request's MCP session: the HTTP session, else the connection's own."""
+        where = self._where(ctx)
         if isinstance(ctx.request, Request):
             key = ctx.request.headers.get(SESSION_HEADER, "")
             if not key:  # a sessionless HTTP request stands alone
                 key = uuid.uuid4().hex[:12]
-                return _Session(self._new_context(f"mcp-{key}"), _title(ctx))
+                return _Session(self._new_context(f"mcp-{key}", where.root), where, _title(ctx))
         else:
             key = self._own_key
         session = self._sessions.get(key)
+        if session is not None and session.where != where:
+            # The endpoint refuses this first; a session never changes hands or projects.
+            raise Forbidden(
+                "this MCP session belongs to another caller or project: start a new session"
+            )
         if session is None:
-            session = _Session(self._new_context(f"mcp-{key}"), _title(ctx))
+            session = _Session(self._new_context(f"mcp-{key}", where.root), where, _title(ctx))
             self._sessions[key] = session
             while len(self._sessions) > MAX_SESSIONS:
                 self._sessions.popitem(last=False)
         self._sessions.move_to_end(key)
         return session
 
-    def _new_context(self, session_id: str) -> ToolContext:
+    def _new_context(self, session_id: str, root: Path) -> ToolContext:
         if self._make_context is not None:
-            return self._make_context(session_id)
+            return self._make_context(session_id, root)
         from mimiverse.agent.toolkit import build_tool_context, open_store
 
         if self._store is None:
             self._store = open_store(self.settings)
+        indexer_for = self._indexer
         return build_tool_context(
             self.settings,
-            self.workspace.root,
+            root,
             store=self._store,
             gateway=self._gateway,
-            indexer=self._indexer,
+            indexer=(lambda: indexer_for(root)) if indexer_for is not None else None,
             session_id=session_id,
         )
 
@@ -209,11 +265,17 @@ class McpServer:
         if not session.recorded:  # so Mimiverse can list, approve and apply its changesets
             store = changes.store
             if store.session(context.session_id) is None:
+                where = session.where
                 store.create_session(
                     context.session_id,
-                    str(self.workspace.root),
+                    str(context.workspace.root),
                     session.title,
-                    {"auto_approve": context.auto_approve, "origin": "mcp"},
+                    {
+                        "auto_approve": context.auto_approve,
+                        "origin": "mcp",
+                        "owner": where.username,
+                        "project": where.project,
+                    },
                 )
             session.recorded = True
         changeset = changes.propose(title=f"MCP {name}")
@@ -241,7 +303,7 @@ class McpServer:
         self, ctx: ServerRequestContext[None, Any], params: types.PaginatedRequestParams | None
     ) -> types.ListResourcesResult:
         try:
-            files = await resources.list_files(self.workspace)
+            files = await resources.list_files(Workspace(self._where(ctx).root))
         except MimiError as exc:
             raise _mcp_error(exc) from None
         return types.ListResourcesResult(resources=files)
@@ -255,9 +317,9 @@ class McpServer:
         self, ctx: ServerRequestContext[None, Any], params: types.ReadResourceRequestParams
     ) -> types.ReadResourceResult:
         try:
-            redact = self._session(ctx).context.redact
+            context = self._session(ctx).context
             contents = await anyio.to_thread.run_sync(
-                resources.read_file, self.workspace, params.uri, redact
+                resources.read_file, context.workspace, params.uri, context.redact
             )
         except MimiError as exc:
             raise _mcp_error(exc, uri=params.uri) from None
@@ -301,17 +363,19 @@ class McpServer:
 
 def create_server(
     settings: Settings,
-    root: str | Path,
+    root: str | Path | None,
     *,
     registry: Registry | None = None,
     make_context: ContextFactory | None = None,
     gateway: Gateway | None = None,
-    indexer: Callable[[], Indexer | None] | None = None,
+    indexer: IndexerFor | None = None,
 ) -> Server[None]:
-    """The SDK ``Server`` serving ``registry`` (default: every built-in tool) for ``root``.
+    """The SDK ``Server`` serving ``registry`` (default: every built-in tool).
 
-    ``make_context`` builds each session's ToolContext from its session id; by default
-    ``build_tool_context`` with one agent store in the data dir.
+    ``root`` is the project of stdio and in-process connections; HTTP requests work on
+    the project in their scope state (``PROJECT_STATE``), and ``root=None`` serves those
+    only. ``make_context`` builds each session's ToolContext from its session id and
+    project root; by default ``build_tool_context`` with one agent store in the data dir.
     """
     return McpServer(
         settings,
