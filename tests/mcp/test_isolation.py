@@ -47,7 +47,7 @@ STREAMS = {"Accept": "application/json, text/event-stream"}
 class Served:
     url: str
     tokens: dict[str, str]
-    """alice, bob (mcp scope), bob-api (api scope only)."""
+    """alice, bob (mcp scope); alice-api, bob-api (api scope only)."""
     cookie: str
     """bob's session cookie value."""
     roots: dict[str, Path]
@@ -86,8 +86,9 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
             root = app.state.workspaces.create(principal, project).root
         (root / f"{name}.py").write_text(f"TOKEN = {secret!r}\n")
         roots[f"{name}/{project}"] = root
-    bob = accounts.user_by_name("bob")
-    tokens["bob-api"], _ = accounts.create_token(bob["id"], "api only", scopes=["api"])
+    for name in ("alice", "bob"):
+        user = accounts.user_by_name(name)
+        tokens[f"{name}-api"], _ = accounts.create_token(user["id"], "api only", scopes=["api"])
     cookie, _ = accounts.login("bob", PASSWORD)
 
     port = free_port()
@@ -261,6 +262,30 @@ async def test_the_servers_own_project_is_nobodys_in_accounts_mode(
         async with connect("alice", "local/server-project") as alice:
             await alice.list_resources()
     assert "no project 'local/server-project'" in messages(refused.value)
+
+
+async def test_an_mcp_edit_is_a_changeset_only_its_owner_sees(
+    connect: Callable[..., Client], served: Served
+) -> None:
+    async with connect("alice", "alice/app", mode="legacy") as alice:
+        edit = {"path": "alice.py", "search": "TOKEN", "replace": "KEY"}
+        result = await alice.call_tool("edit_file", edit)
+    assert not result.is_error and result.structured_content is not None, result.content
+    changeset = result.structured_content["changeset"]["id"]
+    api = served.url.removesuffix("/mcp") + "/api/agent"
+
+    def get(user: str, path: str) -> httpx.Response:
+        headers = {"Authorization": f"Bearer {served.tokens[user]}"}
+        return httpx.get(api + path, headers=headers, timeout=30)
+
+    assert get("bob-api", f"/changesets/{changeset}").status_code == 404
+    seen = get("alice-api", f"/changesets/{changeset}")
+    assert seen.status_code == 200, seen.text
+    sessions = get("alice-api", "/sessions").json()["sessions"]
+    mine = [s for s in sessions if s["id"] == seen.json()["session_id"]]
+    assert [s["project"] for s in mine] == ["alice/app"]
+    theirs = {s["id"] for s in get("bob-api", "/sessions").json()["sessions"]}
+    assert seen.json()["session_id"] not in theirs
 
 
 # --- sessions -------------------------------------------------------------------------------

@@ -270,12 +270,9 @@ class McpServer:
                     context.session_id,
                     str(context.workspace.root),
                     session.title,
-                    {
-                        "auto_approve": context.auto_approve,
-                        "origin": "mcp",
-                        "owner": where.username,
-                        "project": where.project,
-                    },
+                    {"auto_approve": context.auto_approve, "origin": "mcp"},
+                    owner=where.username,
+                    project=where.project,
                 )
             session.recorded = True
         changeset = changes.propose(title=f"MCP {name}")
