@@ -144,7 +144,8 @@ async def test_csrf_cross_origin_and_missing_token_are_refused(client: httpx.Asy
 
 
 async def test_brute_force_is_throttled_and_the_window_passes(build: Callable[..., Any]) -> None:
-    application = build(rate_limit_login="5 per 2 seconds")
+    # argon2 makes each failure take ~0.1-0.5 s: the window must outlast five of them
+    application = build(rate_limit_login="5 per 8 seconds")
     accounts_of(application).create_user("alice", PASSWORD)
     async with client_for(application) as c:
         codes = []
@@ -156,7 +157,7 @@ async def test_brute_force_is_throttled_and_the_window_passes(build: Callable[..
         assert codes[:5] == [401] * 5 and set(codes[5:]) == {429}, codes
         throttled = await login(c)
         assert throttled.status_code == 429 and int(throttled.headers["retry-after"]) >= 1
-        await asyncio.sleep(2.2)
+        await asyncio.sleep(int(throttled.headers["retry-after"]) + 0.2)
         assert (await login(c)).status_code == 200
     failures = accounts_of(application).audit.entries(action="login", limit=50)
     assert sum(not e["ok"] for e in failures) == 5  # throttled attempts never reach a check
