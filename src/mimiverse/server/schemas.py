@@ -70,7 +70,23 @@ def _whole(value: Any) -> Any:
 
 
 Int = Annotated[int, BeforeValidator(_whole)]
-"""An integer field of a strict model: JSON numbers without a fraction, not strings."""
+"""An integer field of a strict model: JSON numbers without a fraction (1.0 is 1), not
+strings or booleans. Bounds: ``x: Int = Field(ge=…)``; when optional, put them first
+inside (``Annotated[int, Field(ge=…), BeforeValidator(_whole)] | None``), else the
+document shows them as ``ge``/``le`` instead of ``minimum``/``maximum``."""
+ChatTokens = Annotated[int, Field(ge=1, le=LIMITS.chat_max_tokens), BeforeValidator(_whole)]
+CompletionTokens = Annotated[
+    int, Field(ge=1, le=LIMITS.completion_max_tokens), BeforeValidator(_whole)
+]
+FimTokens = Annotated[int, Field(ge=1, le=LIMITS.fim_max_tokens), BeforeValidator(_whole)]
+OneChoice = Annotated[
+    int,
+    Field(ge=1, le=1, description="Only one choice is generated."),
+    BeforeValidator(_whole),
+]
+Seed = Annotated[int, Field(ge=-1, le=SEED_MAX, description="-1: random."), BeforeValidator(_whole)]
+Count = Annotated[int, Field(ge=0, le=LIMITS.count), BeforeValidator(_whole)]
+"""Bounded integers (the bounds before the validator, where the document shows them)."""
 
 
 def bounded(fix: str, *, chars: int = 0, items: int = 0, what: str = "items") -> BeforeValidator:
@@ -199,16 +215,16 @@ class ChatCompletionBody(_Lenient):
         Field(min_length=1, max_length=LIMITS.turns),
         bounded("summarise or drop old turns", items=LIMITS.turns, what="turns"),
     ]
-    max_tokens: Int | None = Field(default=None, ge=1, le=LIMITS.chat_max_tokens)
-    max_completion_tokens: Int | None = Field(default=None, ge=1, le=LIMITS.chat_max_tokens)
-    n: Int = Field(default=1, ge=1, le=1, description="Only one choice is generated.")
+    max_tokens: ChatTokens | None = None
+    max_completion_tokens: ChatTokens | None = None
+    n: OneChoice = 1
     temperature: float = Field(default=0.2, ge=0, le=2)
     top_p: float = Field(default=1.0, gt=0, le=1)
     stop: Stop = None
     stream: bool = False
     tools: list[dict[str, Any]] | None = Field(default=None, max_length=LIMITS.tools)
     tool_choice: Name | dict[str, Any] | None = None
-    seed: Int | None = Field(default=None, ge=-1, le=SEED_MAX)
+    seed: Seed | None = None
     response_format: dict[str, Any] | None = None
     cache: bool = Field(default=False, description="Mimiverse extension: cache this answer.")
 
@@ -243,8 +259,8 @@ class CompletionBody(_Lenient):
         ),
     ]
     suffix: PromptText | None = None
-    max_tokens: Int = Field(default=128, ge=1, le=LIMITS.completion_max_tokens)
-    n: Int = Field(default=1, ge=1, le=1, description="Only one choice is generated.")
+    max_tokens: CompletionTokens = 128
+    n: OneChoice = 1
     temperature: float = Field(default=0.0, ge=0, le=2)
     stop: Stop = None
     stream: bool = False
@@ -304,11 +320,8 @@ class FimBody(Body):
     language: Annotated[str, Field(max_length=LIMITS.language_chars)] = ""
     path: FilePath = ""
     model: ModelName | None = None
-    max_tokens: Int | None = Field(
-        default=None,
-        ge=1,
-        le=LIMITS.fim_max_tokens,
-        description="Default: the line or block budget.",
+    max_tokens: FimTokens | None = Field(
+        default=None, description="Default: the line or block budget."
     )
     temperature: float = Field(default=0.0, ge=0, le=2)
     stop: Annotated[
@@ -349,11 +362,8 @@ class FimFeedbackBody(Body):
     )  # fmt: skip
     id: Annotated[str, Field(min_length=1, max_length=100, description="The suggestion's id.")]
     event: Literal["shown", "accepted", "rejected", "retained"]
-    retained_chars: Int | None = Field(
-        default=None,
-        ge=0,
-        le=LIMITS.count,
-        description="For event 'retained': accepted characters still there.",
+    retained_chars: Count | None = Field(
+        default=None, description="For event 'retained': accepted characters still there."
     )
 
 
