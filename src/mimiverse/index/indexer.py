@@ -359,6 +359,8 @@ class Indexer:
         if mode in ("hybrid", "semantic"):
             if semantic is not None:
                 rankings["semantic"] = semantic
+            elif mode == "semantic" and self._nothing_to_embed():
+                rankings["semantic"] = []
             elif mode == "semantic":
                 from mimiverse.errors import BackendUnavailable
 
@@ -473,6 +475,11 @@ class Indexer:
         return set(self.store.filtered_ids(filters))
 
     # --- status -------------------------------------------------------------------------
+
+    def _nothing_to_embed(self) -> bool:
+        """An embedder and no chunks: an empty project, not vectors still to come."""
+        model = self.embed_model
+        return model is not None and not self._counts(model)["chunks"]
 
     def _counts(self, model: str) -> dict[str, int]:
         """The store's counts, kept for ``COUNTS_TTL_S`` or until this indexer writes (the

@@ -8,20 +8,23 @@ from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from mimiverse.accounts.audit import ACTIONS
-from mimiverse.accounts.passwords import MAX_LENGTH
+from mimiverse.accounts.passwords import MAX_LENGTH, MIN_LENGTH
 from mimiverse.server.app import accounts_of
 from mimiverse.server.auth import principal_of
 from mimiverse.server.clientinfo import client_ip
+from mimiverse.server.openapi import errors
 
 router = APIRouter(prefix="/api/admin", tags=["admin"])
+NAME = r"^\s*[A-Za-z0-9][A-Za-z0-9_.-]{0,31}\s*$"
+"""User names and team slugs, as ``accounts.service.check_name`` reads them."""
 
 
 class NewUser(BaseModel):
     """POST /api/admin/users."""
 
     model_config = ConfigDict(extra="forbid")
-    username: str = Field(min_length=1, max_length=32)
-    password: str = Field(min_length=1, max_length=MAX_LENGTH)
+    username: str = Field(min_length=1, max_length=32, pattern=NAME)
+    password: str = Field(min_length=MIN_LENGTH, max_length=MAX_LENGTH)
     role: Literal["admin", "member"] = "member"
     tier: str | None = Field(default=None, min_length=1, max_length=32)
 
@@ -39,7 +42,7 @@ class NewTeam(BaseModel):
     """POST /api/admin/teams."""
 
     model_config = ConfigDict(extra="forbid")
-    slug: str = Field(min_length=1, max_length=32)
+    slug: str = Field(min_length=1, max_length=32, pattern=NAME)
     name: str = Field(default="", max_length=100)
 
 
@@ -56,7 +59,7 @@ async def list_users(request: Request) -> dict[str, Any]:
     return {"users": accounts_of(request.app).users()}
 
 
-@router.post("/users", status_code=201)
+@router.post("/users", status_code=201, responses=errors(409))
 async def create_user(body: NewUser, request: Request) -> dict[str, Any]:
     """A new account."""
     return accounts_of(request.app).create_user(
@@ -88,7 +91,7 @@ async def list_teams(request: Request) -> dict[str, Any]:
     return {"teams": accounts_of(request.app).teams()}
 
 
-@router.post("/teams", status_code=201)
+@router.post("/teams", status_code=201, responses=errors(409))
 async def create_team(body: NewTeam, request: Request) -> dict[str, Any]:
     """A new team; its shared workspace appears on first use."""
     return accounts_of(request.app).create_team(body.slug, body.name, **_who(request))
@@ -114,8 +117,8 @@ async def remove_member(slug: str, user_id: str, request: Request) -> dict[str, 
 async def audit(
     request: Request,
     limit: int = Query(default=100, ge=1, le=1000),
-    before: int | None = Query(default=None, ge=1),
-    action: str | None = Query(default=None, max_length=40),
+    before: int | None = Query(default=None, ge=1, le=2**63 - 1),
+    action: str | None = Query(default=None, json_schema_extra={"enum": [*sorted(ACTIONS)]}),
 ) -> dict[str, Any]:
     """Audit records, newest first; ``before`` (an id) pages back."""
     if action is not None and action not in ACTIONS:

@@ -16,6 +16,7 @@ from mimiverse.errors import BadRequest, Forbidden, NotFound, RateLimited
 from mimiverse.server.app import accounts_of
 from mimiverse.server.auth import SESSION_COOKIE, principal_of
 from mimiverse.server.clientinfo import client_ip, header, is_https
+from mimiverse.server.openapi import errors
 from mimiverse.settings import Settings
 
 router = APIRouter(prefix="/api/auth", tags=["auth"])
@@ -54,6 +55,7 @@ class TokenBody(BaseModel):
         min_length=1,
         max_length=len(SCOPES),
         description=f"Any of {sorted(SCOPES)}; admin only for admins.",
+        json_schema_extra={"items": {"type": "string", "enum": [*sorted(SCOPES)]}},
     )
     ttl_days: int | None = Field(default=None, ge=1, le=3650)
 
@@ -137,7 +139,7 @@ async def setup(body: SetupBody, request: Request, response: Response) -> dict[s
     return await login(LoginBody(username=body.username, password=body.password), request, response)
 
 
-@router.post("/login")
+@router.post("/login", responses=errors(401))
 async def login(body: LoginBody, request: Request, response: Response) -> dict[str, Any]:
     """Check the password, start a new session (the old one, if any, ends) and set its cookie.
 
