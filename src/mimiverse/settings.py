@@ -444,7 +444,11 @@ class Settings(BaseSettings):
         default="60/minute", description="Per user and per IP on chat, agent and search."
     )
     rate_limit_fim: str = Field(
-        default="300/minute", description="Per user and per IP on inline completions (FIM)."
+        default="900/minute",
+        description=(
+            "Per user and per IP on inline completions (FIM: a fast typist with a short "
+            "debounce sends several a second)."
+        ),
     )
     rate_limit_login: str = Field(
         default="5/minute",
