@@ -337,11 +337,13 @@ def test_failure_midway_restores_the_files_already_written(
     real = files.atomic_write
     calls = []
 
-    def flaky(path: Path, data: bytes, *, mode: int | None = None) -> None:
+    def flaky(
+        path: Path, data: bytes, *, mode: int | None = None, beneath: Path | None = None
+    ) -> None:
         calls.append(path)
         if len(calls) == 2:
             raise OSError(28, "No space left on device")
-        real(path, data, mode=mode)
+        real(path, data, mode=mode, beneath=beneath)
 
     monkeypatch.setattr(files, "atomic_write", flaky)
     with pytest.raises(MimiError, match=r"failed at long\.txt: No space left on device") as err:

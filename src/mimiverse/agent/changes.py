@@ -536,7 +536,7 @@ class ChangeManager:
             raise ToolError(f"{key!r} is not a regular file", path=key)
         if info.st_size > MAX_EDIT_BYTES:
             raise ToolError(_too_big(key, info.st_size), path=key)
-        data = full.read_bytes()
+        data = files.read_bytes(full, beneath=self.workspace.root)
         if files.is_binary(data):
             raise ToolError(f"{key!r} is a binary file; the agent edits text files only", path=key)
         try:
@@ -659,9 +659,11 @@ class ChangeManager:
                 dirs = _missing_dirs(action.path.parent, self.workspace.root)
                 done.append((action, old, old_mode, dirs))
                 if action.data is None:
-                    action.path.unlink()
+                    files.remove(action.path, beneath=self.workspace.root)
                 else:
-                    files.atomic_write(action.path, action.data, mode=action.mode)
+                    files.atomic_write(
+                        action.path, action.data, mode=action.mode, beneath=self.workspace.root
+                    )
                 made[action.path] = dirs
         except BaseException as exc:
             name = self.workspace.relative(action.path)
@@ -670,7 +672,9 @@ class ChangeManager:
                     if old is None:
                         undone.path.unlink(missing_ok=True)
                     else:
-                        files.atomic_write(undone.path, old, mode=old_mode)
+                        files.atomic_write(
+                            undone.path, old, mode=old_mode, beneath=self.workspace.root
+                        )
                 for directory in reversed(dirs):
                     with contextlib.suppress(OSError):
                         directory.rmdir()

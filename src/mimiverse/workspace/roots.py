@@ -68,7 +68,7 @@ class Workspaces:
             return [self._local_project()]
         found = []
         for owner, root in self.roots_of(principal).items():
-            if root.is_dir():
+            if root.is_dir() and root.resolve() == root:
                 for child in sorted(root.iterdir()):
                     if child.is_dir() and not child.is_symlink() and not child.name.startswith("."):
                         found.append(Project(f"{owner}/{child.name}", owner, child.name, child))
@@ -95,7 +95,7 @@ class Workspaces:
         if not sep or owner not in roots or not _valid_name(name):
             raise self._not_found(ref)
         root = roots[owner] / name
-        if not root.is_dir() or root.is_symlink():
+        if not root.is_dir() or root.resolve() != root:  # a symlink on the way leads out
             raise self._not_found(ref)
         return Project(ref, owner, name, root)
 
@@ -114,6 +114,11 @@ class Workspaces:
         if owner not in roots:
             raise NotFound(f"you are not in a team '{team}': GET /api/auth/me lists your teams")
         root = roots[owner] / value
+        if root.parent.resolve() != root.parent:
+            raise Conflict(
+                f"the folder of '{owner}' on the server is a symlink: an admin must make it "
+                "a plain folder before projects can be created there"
+            )
         try:
             root.mkdir(parents=True, exist_ok=False)
         except FileExistsError as exc:

@@ -25,7 +25,7 @@ from mimiverse.index.scan import (  # the scan's own ignore rules, so the tree m
     _load_spec,
     _Rules,
 )
-from mimiverse.workspace.files import BINARY_SNIFF_BYTES, is_binary
+from mimiverse.workspace.files import BINARY_SNIFF_BYTES, is_binary, open_file
 
 READ_LINES = 400
 """Lines ``read_file`` shows at most in one call."""
@@ -116,7 +116,7 @@ def _read_page(full: Path, rel: str, start: int, end: int | None, ctx: ToolConte
     total = 0
     used = 0
     chars_cut = False
-    with open(full, "rb") as handle:
+    with open_file(full, beneath=ctx.workspace.root) as handle:
         if is_binary(handle.read(BINARY_SNIFF_BYTES)):
             raise ToolError(
                 f"{rel} is a binary file ({info.st_size} bytes): read_file shows text only"

@@ -22,6 +22,7 @@ from mimiverse.agent.tools._common import project_path
 from mimiverse.agent.tools.base import Tool, ToolArgs, ToolContext, ToolResult
 from mimiverse.agent.tools.testparse import TestReport, parse
 from mimiverse.errors import ToolError
+from mimiverse.workspace.paths import check_relative
 from mimiverse.workspace.sandbox import INSTALL_HINT, RunResult, Sandbox
 
 TAIL_CHARS = 6_000
@@ -178,6 +179,8 @@ def _narrow(ctx: ToolContext, test: TestCommand, path: str) -> str:
     target = path.split("::", 1)[0]
     if test.runner in ("pytest", "go"):
         ctx.workspace.resolve(target, must_exist=True)
+    else:  # a name pattern for some runners: only its text is checked
+        check_relative(target)
     if test.runner == "go":
         rel = project_path(ctx, target)
         return f"go test ./{rel}/..." if rel != "." else test.command

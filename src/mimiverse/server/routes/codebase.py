@@ -19,12 +19,13 @@ from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 from pydantic_core import PydanticCustomError
 
-from mimiverse.errors import MimiError
+from mimiverse.errors import MimiError, PathOutsideWorkspace
 from mimiverse.index.languages import LANGUAGES
 from mimiverse.index.service import IndexService
 from mimiverse.index.stores.base import Filters
 from mimiverse.server.openapi import errors
 from mimiverse.server.routes.projects import resolve_project
+from mimiverse.workspace.paths import RELATIVE_PATH_PATTERN, check_documented
 
 if TYPE_CHECKING:
     from mimiverse.index.registry import IndexRegistry
@@ -72,19 +73,25 @@ class FiltersBody(BaseModel):
     """Optional narrowing of a search."""
 
     model_config = ConfigDict(extra="forbid", strict=True)
-    path: str = Field(default="", description="Glob relative to the project root, e.g. src/**/*.py")
+    path: str = Field(
+        default="",
+        max_length=1000,
+        description="Glob relative to the project root, e.g. src/**/*.py",
+        json_schema_extra={"pattern": RELATIVE_PATH_PATTERN},
+    )
     language: str = Field(default="", json_schema_extra={"enum": ["", *sorted(set(LANGUAGES))]})
     kind: str = Field(default="", max_length=64)
 
     @field_validator("path")
     @classmethod
     def _inside(cls, value: str) -> str:
-        if value.startswith(("/", "\\")) or ".." in value.replace("\\", "/").split("/"):
+        try:
+            return check_documented(value) if value else value
+        except PathOutsideWorkspace as exc:
             raise ValueError(
-                f"path filter '{value}' leaves the project: use a glob relative to the "
-                "project root, e.g. 'src/**/*.py'"
-            )
-        return value
+                f"path filter leaves the project: {exc.message}; a filter is a glob "
+                "such as 'src/**/*.py'"
+            ) from None
 
     @field_validator("language")
     @classmethod
