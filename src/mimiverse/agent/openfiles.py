@@ -11,7 +11,7 @@ import re
 from typing import TYPE_CHECKING
 
 from mimiverse.errors import MimiError
-from mimiverse.workspace.files import is_binary
+from mimiverse.workspace.files import is_binary, read_bytes
 
 if TYPE_CHECKING:
     from mimiverse.agent.changes import ChangeManager
@@ -88,7 +88,7 @@ def _read(rel: str, workspace: Workspace, changes: ChangeManager) -> str | None:
     if staged is not None:
         return staged
     try:
-        data = workspace.resolve(rel).read_bytes()
+        data = read_bytes(workspace.resolve(rel), beneath=workspace.root)
     except (OSError, MimiError):
         return None
     if is_binary(data):

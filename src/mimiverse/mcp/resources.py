@@ -12,7 +12,7 @@ import mcp_types as types
 from mcp import UriTemplate
 from mimiverse.errors import BadRequest
 from mimiverse.index.scan import scan
-from mimiverse.workspace.files import is_binary
+from mimiverse.workspace.files import is_binary, read_bytes
 from mimiverse.workspace.paths import Workspace
 
 URI_TEMPLATE = "mimiverse://files/{+path}"
@@ -87,7 +87,7 @@ def read_file(
             f"{rel!r} is {size} bytes; resources are served up to {MAX_READ_BYTES}: "
             "read a part of it with a tool instead"
         )
-    data = full.read_bytes()
+    data = read_bytes(full, beneath=workspace.root)
     if is_binary(data):
         raise BadRequest(f"{rel!r} is a binary file; only text files are served as resources")
     text = redact(data.decode("utf-8", errors="replace"))
