@@ -360,3 +360,20 @@ async def test_sessions_from_before_ownership_follow_their_folder(
         assert (await c.get("/api/agent/sessions", headers=w.bob)).json()["sessions"] == []
         error_of(await c.get("/api/agent/sessions/ses_old", headers=w.bob))
         assert (await c.get("/api/agent/sessions/ses_old", headers=w.alice)).status_code == 200
+
+
+async def test_what_a_run_applies_after_approval_is_audited(world: Callable[[], Any]) -> None:
+    async with world() as w:
+        c, chat = w.client, w.chat
+        sid = (await c.post("/api/agent/sessions", json={}, headers=w.alice)).json()["id"]
+        chat.enqueue(step("create_file", path="notes.md", content="hello\n"))
+        chat.enqueue(step("finish", answer="written"))
+        await c.post(f"/api/agent/sessions/{sid}/messages", json={"content": "x"}, headers=w.alice)
+        proposal = await wait_for(c, sid, w.alice, "proposed_diff")
+        cs = proposal["data"]["id"]
+        decided = await c.post(f"/api/agent/changesets/{cs}/approve", json={}, headers=w.alice)
+        assert decided.status_code == 200, decided.text
+        await wait_for(c, sid, w.alice, "session_finished")
+        [entry] = accounts_of(w.app).audit.entries(action="changeset_applied")
+        assert (entry["actor"], entry["target"]) == ("alice", cs)
+        assert entry["detail"]["by"] == "agent run" and entry["detail"]["files"] == ["notes.md"]

@@ -16,6 +16,7 @@ import asyncio
 import json
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -86,6 +87,7 @@ class AgentRuntime:
         settings: Settings,
         store: AgentStore | None = None,
         facts: str = "",
+        on_applied: Callable[[str, Changeset], None] | None = None,
     ) -> None:
         self.session = session
         self.gateway = gateway
@@ -93,6 +95,7 @@ class AgentRuntime:
         self.settings = settings
         self.store = store
         self.facts = facts
+        self.on_applied = on_applied
         self.mode: Mode = self._mode()
         self.protocol = ToolProtocol(self.mode, registry)
         window = self._context_length()
@@ -450,6 +453,8 @@ class AgentRuntime:
             hunks=len(approved),
         )
         self._untested = True
+        if self.on_applied is not None:
+            self.on_applied(self.session.id, applied)
         return ""
 
     async def await_decision(self, changeset: Changeset) -> Changeset:

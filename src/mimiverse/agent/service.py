@@ -118,6 +118,8 @@ class AgentService:
         """Session id → the reference of its project ('' for sessions made by path)."""
         self.mcp: McpTools | None = None
         self.mcp_tool_names: list[str] = []
+        self.on_applied: Callable[[str, Changeset], None] | None = None
+        """Told ``(session id, changeset)`` when a run applies a changeset (the audit log)."""
 
     async def connect(self) -> None:
         """Connect the external MCP servers in ``mcp_servers`` and add their tools.
@@ -259,6 +261,7 @@ class AgentService:
             settings=self.settings,
             store=self.store,
             facts=facts,
+            on_applied=self.on_applied,
         )
 
     def _facts(self, session: AgentSession) -> str:

@@ -68,14 +68,33 @@ class DecisionBody(BaseModel):
 
 def agent_of(request: Request | Any) -> AgentService:
     """The app's agent service, built on first use (``request`` may be the app itself)."""
-    state = getattr(request, "app", request).state
+    app = getattr(request, "app", request)
+    state = app.state
     service: AgentService | None = getattr(state, "agent", None)
     if service is None:
         from mimiverse.agent.service import AgentService
 
         service = AgentService(state.settings, state.gateway, indexer_for=_indexer_for(state))
+        if state.settings.auth == "accounts":
+            service.on_applied = _audit_run_applies(app, service)
         state.agent = service
     return service
+
+
+def _audit_run_applies(app: Any, service: AgentService) -> Callable[[str, Changeset], None]:
+    """Audit what a run applies after approval (the API's own applies are audited below)."""
+
+    def record(session_id: str, changeset: Changeset) -> None:
+        from mimiverse.server.app import accounts_of
+
+        row = service.store.session(session_id) or {}
+        accounts_of(app).audit.record(
+            "changeset_applied", actor=row.get("owner", ""), target=changeset.id,
+            project=service.project_of(session_id), files=[f.path for f in changeset.files],
+            by="agent run",
+        )  # fmt: skip
+
+    return record
 
 
 def _indexer_for(state: Any) -> Callable[[Path], Indexer | None]:
