@@ -62,30 +62,32 @@ SEED_MAX = 2**32 - 1
 """Seeds are 32-bit in llama.cpp; -1 means random."""
 
 
-def _whole(value: Any) -> Any:
+def whole_number(value: Any) -> Any:
     """1.0 is an integer in JSON Schema: take it as 1 (strict models refuse floats)."""
     if isinstance(value, float) and value.is_integer():
         return int(value)
     return value
 
 
-Int = Annotated[int, BeforeValidator(_whole)]
+Int = Annotated[int, BeforeValidator(whole_number)]
 """An integer field of a strict model: JSON numbers without a fraction (1.0 is 1), not
 strings or booleans. Bounds: ``x: Int = Field(ge=…)``; when optional, put them first
-inside (``Annotated[int, Field(ge=…), BeforeValidator(_whole)] | None``), else the
+inside (``Annotated[int, Field(ge=…), BeforeValidator(whole_number)] | None``), else the
 document shows them as ``ge``/``le`` instead of ``minimum``/``maximum``."""
-ChatTokens = Annotated[int, Field(ge=1, le=LIMITS.chat_max_tokens), BeforeValidator(_whole)]
+ChatTokens = Annotated[int, Field(ge=1, le=LIMITS.chat_max_tokens), BeforeValidator(whole_number)]
 CompletionTokens = Annotated[
-    int, Field(ge=1, le=LIMITS.completion_max_tokens), BeforeValidator(_whole)
+    int, Field(ge=1, le=LIMITS.completion_max_tokens), BeforeValidator(whole_number)
 ]
-FimTokens = Annotated[int, Field(ge=1, le=LIMITS.fim_max_tokens), BeforeValidator(_whole)]
+FimTokens = Annotated[int, Field(ge=1, le=LIMITS.fim_max_tokens), BeforeValidator(whole_number)]
 OneChoice = Annotated[
     int,
     Field(ge=1, le=1, description="Only one choice is generated."),
-    BeforeValidator(_whole),
+    BeforeValidator(whole_number),
 ]
-Seed = Annotated[int, Field(ge=-1, le=SEED_MAX, description="-1: random."), BeforeValidator(_whole)]
-Count = Annotated[int, Field(ge=0, le=LIMITS.count), BeforeValidator(_whole)]
+Seed = Annotated[
+    int, Field(ge=-1, le=SEED_MAX, description="-1: random."), BeforeValidator(whole_number)
+]
+Count = Annotated[int, Field(ge=0, le=LIMITS.count), BeforeValidator(whole_number)]
 """Bounded integers (the bounds before the validator, where the document shows them)."""
 
 

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request
-from pydantic import BaseModel, ConfigDict, Field
+from fastapi import Path as PathParam
+from pydantic import Field
 
 from mimiverse.accounts.audit import ACTIONS
 from mimiverse.accounts.passwords import MAX_LENGTH, MIN_LENGTH
@@ -13,35 +14,35 @@ from mimiverse.server.app import accounts_of
 from mimiverse.server.auth import principal_of
 from mimiverse.server.clientinfo import client_ip
 from mimiverse.server.openapi import errors
+from mimiverse.server.schemas import Body
 
 router = APIRouter(prefix="/api/admin", tags=["admin"])
+UserId = Annotated[str, PathParam(min_length=1, max_length=64)]
+Slug = Annotated[str, PathParam(min_length=1, max_length=32)]
 NAME = r"^\s*[A-Za-z0-9][A-Za-z0-9_.-]{0,31}\s*$"
 """User names and team slugs, as ``accounts.service.check_name`` reads them."""
 
 
-class NewUser(BaseModel):
+class NewUser(Body):
     """POST /api/admin/users."""
 
-    model_config = ConfigDict(extra="forbid")
     username: str = Field(min_length=1, max_length=32, pattern=NAME)
     password: str = Field(min_length=MIN_LENGTH, max_length=MAX_LENGTH)
     role: Literal["admin", "member"] = "member"
     tier: str | None = Field(default=None, min_length=1, max_length=32)
 
 
-class UserChange(BaseModel):
+class UserChange(Body):
     """PATCH /api/admin/users/{id}: any of role, tier, disabled."""
 
-    model_config = ConfigDict(extra="forbid")
     role: Literal["admin", "member"] | None = None
     tier: str | None = Field(default=None, min_length=1, max_length=32)
     disabled: bool | None = None
 
 
-class NewTeam(BaseModel):
+class NewTeam(Body):
     """POST /api/admin/teams."""
 
-    model_config = ConfigDict(extra="forbid")
     slug: str = Field(min_length=1, max_length=32, pattern=NAME)
     name: str = Field(default="", max_length=100)
 
@@ -68,7 +69,7 @@ async def create_user(body: NewUser, request: Request) -> dict[str, Any]:
 
 
 @router.patch("/users/{user_id}")
-async def update_user(user_id: str, body: UserChange, request: Request) -> dict[str, Any]:
+async def update_user(user_id: UserId, body: UserChange, request: Request) -> dict[str, Any]:
     """Change a user's role, tier or disabled flag (disabling ends their sessions)."""
     return accounts_of(request.app).update_user(
         user_id, role=body.role, tier=body.tier, disabled=body.disabled, **_who(request)
@@ -76,7 +77,7 @@ async def update_user(user_id: str, body: UserChange, request: Request) -> dict[
 
 
 @router.post("/users/{user_id}/logout")
-async def logout_user(user_id: str, request: Request) -> dict[str, Any]:
+async def logout_user(user_id: UserId, request: Request) -> dict[str, Any]:
     """End every session of a user."""
     accounts = accounts_of(request.app)
     accounts.user(user_id)
@@ -98,7 +99,7 @@ async def create_team(body: NewTeam, request: Request) -> dict[str, Any]:
 
 
 @router.put("/teams/{slug}/members/{user_id}")
-async def add_member(slug: str, user_id: str, request: Request) -> dict[str, Any]:
+async def add_member(slug: Slug, user_id: UserId, request: Request) -> dict[str, Any]:
     """Put a user in a team."""
     accounts = accounts_of(request.app)
     accounts.add_member(slug, user_id, **_who(request))
@@ -106,7 +107,7 @@ async def add_member(slug: str, user_id: str, request: Request) -> dict[str, Any
 
 
 @router.delete("/teams/{slug}/members/{user_id}")
-async def remove_member(slug: str, user_id: str, request: Request) -> dict[str, Any]:
+async def remove_member(slug: Slug, user_id: UserId, request: Request) -> dict[str, Any]:
     """Take a user out of a team."""
     accounts = accounts_of(request.app)
     accounts.remove_member(slug, user_id, **_who(request))

@@ -14,9 +14,10 @@ import contextlib
 import os
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import APIRouter, Query, Request, WebSocket, WebSocketDisconnect
+from fastapi import Path as PathParam
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -24,6 +25,7 @@ from mimiverse.agent.service import EVERYONE, Access
 from mimiverse.server.auth import principal_of
 from mimiverse.server.openapi import errors, streamed
 from mimiverse.server.routes.projects import resolve_project, workspaces_of
+from mimiverse.server.schemas import LIMITS
 from mimiverse.server.sse import event as sse_event
 
 if TYPE_CHECKING:
@@ -33,8 +35,11 @@ if TYPE_CHECKING:
     from mimiverse.index.indexer import Indexer
 
 router = APIRouter(prefix="/api/agent", tags=["agent"])
-MAX_MESSAGE_CHARS = 32_000
+MAX_MESSAGE_CHARS = LIMITS.message_chars
 KEEPALIVE_S = 15.0
+MAX_SEQ = 2**53
+SessionId = Annotated[str, PathParam(min_length=1, max_length=64)]
+ChangesetId = Annotated[str, PathParam(min_length=1, max_length=64)]
 
 
 class SessionBody(BaseModel):
@@ -63,7 +68,9 @@ class DecisionBody(BaseModel):
     """POST /api/agent/changesets/{id}/approve or /reject; no hunks = all of them."""
 
     model_config = ConfigDict(extra="forbid", strict=True)
-    hunks: list[str] | None = Field(default=None, description="Hunk ids; omit for every hunk.")
+    hunks: list[Annotated[str, Field(min_length=1, max_length=64)]] | None = Field(
+        default=None, max_length=10_000, description="Hunk ids; omit for every hunk."
+    )
 
 
 def agent_of(request: Request | Any) -> AgentService:
@@ -190,13 +197,15 @@ async def list_sessions(request: Request) -> dict[str, Any]:
 
 
 @router.get("/sessions/{session_id}")
-async def get_session(session_id: str, request: Request) -> dict[str, Any]:
+async def get_session(session_id: SessionId, request: Request) -> dict[str, Any]:
     """One session's status and usage."""
     return session_json(request, agent_of(request).get(session_id, access_of(request)))
 
 
 @router.post("/sessions/{session_id}/messages", status_code=202, responses=errors(409))
-async def send_message(session_id: str, body: MessageBody, request: Request) -> dict[str, Any]:
+async def send_message(
+    session_id: SessionId, body: MessageBody, request: Request
+) -> dict[str, Any]:
     """Give the agent a task or a follow-up; follow its events to see it work."""
     service = agent_of(request)
     access = access_of(request)
@@ -210,7 +219,7 @@ async def send_message(session_id: str, body: MessageBody, request: Request) -> 
 
 
 @router.post("/sessions/{session_id}/cancel")
-async def cancel(session_id: str, request: Request) -> dict[str, Any]:
+async def cancel(session_id: SessionId, request: Request) -> dict[str, Any]:
     """Stop the running task."""
     cancelled = await agent_of(request).cancel(session_id, access_of(request))
     return {"cancelled": cancelled}
@@ -221,9 +230,9 @@ async def cancel(session_id: str, request: Request) -> dict[str, Any]:
     responses=streamed("Events: JSON when follow=false, else an SSE stream.", json_too=True),
 )
 async def events(
-    session_id: str,
+    session_id: SessionId,
     request: Request,
-    after: int = Query(default=0, ge=0),
+    after: int = Query(default=0, ge=0, le=MAX_SEQ),
     follow: bool = Query(default=True, description="Stream live events (SSE) until the run ends."),
 ) -> Any:
     """The session's events after ``after``: a JSON list, or an SSE stream when following."""
@@ -261,7 +270,9 @@ async def events(
 
 
 @router.websocket("/sessions/{session_id}/ws")
-async def events_ws(websocket: WebSocket, session_id: str, after: int = 0) -> None:
+async def events_ws(
+    websocket: WebSocket, session_id: SessionId, after: int = Query(default=0, ge=0, le=MAX_SEQ)
+) -> None:
     """The session's events as JSON messages: stored ones after ``after``, then live ones.
 
     A session the caller may not see gets the not-found error and close code 4404.
@@ -285,7 +296,7 @@ async def events_ws(websocket: WebSocket, session_id: str, after: int = 0) -> No
 
 @router.get("/changesets", responses=errors(404))
 async def list_changesets(
-    request: Request, session_id: str | None = Query(default=None)
+    request: Request, session_id: str | None = Query(default=None, max_length=64)
 ) -> dict[str, Any]:
     """Changesets, oldest first, without diffs."""
     items = agent_of(request).changesets(session_id, access_of(request))
@@ -293,14 +304,14 @@ async def list_changesets(
 
 
 @router.get("/changesets/{changeset_id}")
-async def get_changeset(changeset_id: str, request: Request) -> dict[str, Any]:
+async def get_changeset(changeset_id: ChangesetId, request: Request) -> dict[str, Any]:
     """One changeset with its hunks and unified diff."""
     return changeset_json(agent_of(request).changeset(changeset_id, access_of(request)))
 
 
 @router.post("/changesets/{changeset_id}/approve", responses=errors(409))
 async def approve(
-    changeset_id: str, request: Request, body: DecisionBody | None = None
+    changeset_id: ChangesetId, request: Request, body: DecisionBody | None = None
 ) -> dict[str, Any]:
     """Approve some hunks (or all); a waiting agent applies them once all are decided."""
     return _decide(request, changeset_id, body, approve=True)
@@ -308,14 +319,14 @@ async def approve(
 
 @router.post("/changesets/{changeset_id}/reject", responses=errors(409))
 async def reject(
-    changeset_id: str, request: Request, body: DecisionBody | None = None
+    changeset_id: ChangesetId, request: Request, body: DecisionBody | None = None
 ) -> dict[str, Any]:
     """Reject some hunks (or all)."""
     return _decide(request, changeset_id, body, approve=False)
 
 
 def _decide(
-    request: Request, changeset_id: str, body: DecisionBody | None, *, approve: bool
+    request: Request, changeset_id: ChangesetId, body: DecisionBody | None, *, approve: bool
 ) -> dict[str, Any]:
     hunks = body.hunks if body else None
     service = agent_of(request)
@@ -330,7 +341,7 @@ def _decide(
 
 
 @router.post("/changesets/{changeset_id}/apply", responses=errors(409))
-async def apply(changeset_id: str, request: Request) -> dict[str, Any]:
+async def apply(changeset_id: ChangesetId, request: Request) -> dict[str, Any]:
     """Write a decided changeset's approved hunks (409 when a file changed since)."""
     changeset = agent_of(request).apply(changeset_id, access_of(request))
     _audit(request, "changeset_applied", changeset)
@@ -338,7 +349,7 @@ async def apply(changeset_id: str, request: Request) -> dict[str, Any]:
 
 
 @router.post("/changesets/{changeset_id}/undo", responses=errors(409))
-async def undo(changeset_id: str, request: Request) -> dict[str, Any]:
+async def undo(changeset_id: ChangesetId, request: Request) -> dict[str, Any]:
     """Restore the files an applied changeset changed (409 when edited since)."""
     changeset = agent_of(request).undo(changeset_id, access_of(request))
     _audit(request, "changeset_undone", changeset)

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Request, Response
-from pydantic import BaseModel, ConfigDict, Field
+from fastapi import Path as PathParam
+from pydantic import BeforeValidator, Field
 
 from mimiverse.accounts.keyfile import kept_secret
 from mimiverse.accounts.passwords import MAX_LENGTH
@@ -17,16 +18,16 @@ from mimiverse.server.app import accounts_of
 from mimiverse.server.auth import SESSION_COOKIE, principal_of
 from mimiverse.server.clientinfo import client_ip, header, is_https
 from mimiverse.server.openapi import errors
+from mimiverse.server.schemas import Body, whole_number
 from mimiverse.settings import Settings
 
 router = APIRouter(prefix="/api/auth", tags=["auth"])
 SETUP_CODE_FILE = "setup-code"
 
 
-class LoginBody(BaseModel):
+class LoginBody(Body):
     """POST /api/auth/login."""
 
-    model_config = ConfigDict(extra="forbid")
     username: str = Field(min_length=1, max_length=64)
     password: str = Field(min_length=1, max_length=MAX_LENGTH)
 
@@ -37,18 +38,16 @@ class SetupBody(LoginBody):
     setup_code: str = Field(min_length=1, max_length=200)
 
 
-class PasswordBody(BaseModel):
+class PasswordBody(Body):
     """POST /api/auth/password."""
 
-    model_config = ConfigDict(extra="forbid")
     current: str = Field(min_length=1, max_length=MAX_LENGTH)
     new: str = Field(min_length=1, max_length=MAX_LENGTH)
 
 
-class TokenBody(BaseModel):
+class TokenBody(Body):
     """POST /api/auth/tokens."""
 
-    model_config = ConfigDict(extra="forbid")
     name: str = Field(min_length=1, max_length=100)
     scopes: list[str] = Field(
         default_factory=lambda: ["api", "v1", "mcp"],
@@ -57,7 +56,7 @@ class TokenBody(BaseModel):
         description=f"Any of {sorted(SCOPES)}; admin only for admins.",
         json_schema_extra={"items": {"type": "string", "enum": [*sorted(SCOPES)]}},
     )
-    ttl_days: int | None = Field(default=None, ge=1, le=3650)
+    ttl_days: Annotated[int, Field(ge=1, le=3650), BeforeValidator(whole_number)] | None = None
 
 
 def setup_code(settings: Settings) -> str:
@@ -245,7 +244,9 @@ async def create_token(body: TokenBody, request: Request) -> dict[str, Any]:
 
 
 @router.delete("/tokens/{token_id}")
-async def revoke_token(token_id: str, request: Request) -> dict[str, Any]:
+async def revoke_token(
+    token_id: Annotated[str, PathParam(max_length=64)], request: Request
+) -> dict[str, Any]:
     """Revoke one of the caller's tokens."""
     principal = principal_of(request)
     if len(token_id) > 64:

@@ -25,6 +25,7 @@ from mimiverse.index.service import IndexService
 from mimiverse.index.stores.base import Filters
 from mimiverse.server.openapi import errors
 from mimiverse.server.routes.projects import resolve_project
+from mimiverse.server.schemas import Int
 from mimiverse.workspace.paths import RELATIVE_PATH_PATTERN, check_documented
 
 if TYPE_CHECKING:
@@ -56,12 +57,6 @@ def _query_fits(value: Any) -> Any:
     return value
 
 
-def _whole(value: Any) -> Any:
-    """1.0 is an integer in JSON Schema: take it as 1 (strict models refuse floats)."""
-    return int(value) if isinstance(value, float) and value.is_integer() else value
-
-
-Int = Annotated[int, BeforeValidator(_whole)]
 QueryText = Annotated[
     str,
     BeforeValidator(_query_fits),
