@@ -14,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import urllib.parse
 from collections.abc import AsyncIterator, Callable
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from fastapi import FastAPI
@@ -32,7 +31,6 @@ if TYPE_CHECKING:
     from mcp.server.transport_security import TransportSecuritySettings
 
     from mimiverse.accounts.principal import Principal
-    from mimiverse.index.indexer import Indexer
     from mimiverse.workspace.roots import Workspaces
 
 MCP_PATH = "/mcp"
@@ -59,35 +57,12 @@ def mount_mcp(app: FastAPI) -> None:
 
 def _build_server(app: FastAPI) -> Server[None]:
     from mimiverse.mcp.server import create_server
+    from mimiverse.server.deps import indexer_lookup
 
     settings: Settings = app.state.settings
-    return create_server(settings, None, gateway=app.state.gateway, indexer=_indexes(app))
-
-
-def _indexes(app: FastAPI) -> Callable[[Path], Indexer | None]:
-    """Each project's own code index, when one is open (search_code greps without one).
-
-    auth=local: the app's index of ``project_root``; auth=accounts: the per-project
-    registry's (``app.state.indexes``), asked to open one for next time when it has none.
-    """
-    state = app.state
-    indexed = Path(state.settings.project_root).expanduser().resolve()
-
-    def indexer_for(root: Path) -> Indexer | None:
-        if state.settings.auth == "local":
-            index = state.index
-            return index.indexer if index is not None and root == indexed else None
-        registry = getattr(state, "indexes", None)
-        if registry is None:
-            return None
-        service = registry.peek(root)
-        if service is None:
-            with contextlib.suppress(RuntimeError):  # no running loop: nothing to open on
-                registry.open_soon(root)
-            return None
-        return service.indexer if service.ready.is_set() else None
-
-    return indexer_for
+    return create_server(
+        settings, None, gateway=app.state.gateway, indexer=indexer_lookup(app.state)
+    )
 
 
 class McpEndpoint:

@@ -13,7 +13,6 @@ import asyncio
 import contextlib
 import os
 from collections.abc import AsyncIterator, Callable
-from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import APIRouter, Query, Request, WebSocket, WebSocketDisconnect
@@ -23,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from mimiverse.agent.service import EVERYONE, Access
 from mimiverse.server.auth import principal_of
+from mimiverse.server.deps import indexer_lookup
 from mimiverse.server.openapi import errors, streamed
 from mimiverse.server.routes.projects import resolve_project, workspaces_of
 from mimiverse.server.schemas import LIMITS
@@ -32,7 +32,6 @@ if TYPE_CHECKING:
     from mimiverse.agent.changes import Changeset
     from mimiverse.agent.service import AgentService
     from mimiverse.agent.session import AgentSession
-    from mimiverse.index.indexer import Indexer
 
 router = APIRouter(prefix="/api/agent", tags=["agent"])
 MAX_MESSAGE_CHARS = LIMITS.message_chars
@@ -81,7 +80,7 @@ def agent_of(request: Request | Any) -> AgentService:
     if service is None:
         from mimiverse.agent.service import AgentService
 
-        service = AgentService(state.settings, state.gateway, indexer_for=_indexer_for(state))
+        service = AgentService(state.settings, state.gateway, indexer_for=indexer_lookup(state))
         if state.settings.auth == "accounts":
             service.on_applied = _audit_run_applies(app, service)
         state.agent = service
@@ -102,32 +101,6 @@ def _audit_run_applies(app: Any, service: AgentService) -> Callable[[str, Change
         )  # fmt: skip
 
     return record
-
-
-def _indexer_for(state: Any) -> Callable[[Path], Indexer | None]:
-    """Each project's own index: the project_root's (auth=local), else the registry's."""
-    settings = state.settings
-    project = Path(settings.project_root).expanduser().resolve()
-
-    def indexer_for(root: Path) -> Indexer | None:
-        if settings.auth == "local":
-            index = state.index
-            if index is None or root.resolve() != project:
-                return None
-            local: Indexer = index.indexer
-            return local
-        registry = getattr(state, "indexes", None)
-        if registry is None:
-            return None
-        service = registry.peek(root)
-        if service is None:
-            with contextlib.suppress(RuntimeError):  # no running loop: nothing to open on
-                registry.open_soon(root)
-            return None
-        indexer: Indexer | None = service.indexer if service.ready.is_set() else None
-        return indexer
-
-    return indexer_for
 
 
 def access_of(request: Request | WebSocket) -> Access:
