@@ -83,8 +83,17 @@ def create_app(settings: Settings | None = None, gateway: Gateway | None = None)
     _install_error_handlers(app)
     _install_middleware(app, settings)
 
-    from mimiverse.server.routes import admin, agent, ai, auth, cache, codebase, health, openai
-    from mimiverse.server.routes import usage
+    from mimiverse.server.routes import (
+        admin,
+        agent,
+        ai,
+        auth,
+        cache,
+        codebase,
+        health,
+        openai,
+        usage,
+    )
 
     for module in (health, auth, admin, usage, openai, ai, cache, codebase, agent):
         app.include_router(module.router)
