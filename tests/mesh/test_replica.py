@@ -195,10 +195,11 @@ def _prepend(text: str, doc: pycrdt.Doc) -> None:  # type: ignore[type-arg]
 
 
 @settings(max_examples=25, deadline=None)
-@given(st.randoms(use_true_random=False))
+@given(st.integers(min_value=0, max_value=2**32))
 def test_state_does_not_depend_on_the_order_blocks_arrive(
-    tmp_path_factory: pytest.TempPathFactory, rnd: random.Random
+    tmp_path_factory: pytest.TempPathFactory, seed: int
 ) -> None:
+    rnd = random.Random(seed)  # a seed, not st.randoms: the keys below are random anyway
     built = make_mesh(tmp_path_factory.mktemp("order"), members=2)
     writers = built.replicas
     for step in range(12):
