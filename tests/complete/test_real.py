@@ -226,7 +226,7 @@ async def test_openai_native_suffix_mode(embedded: EmbeddedBackend, make_setting
             return await self.inner.handle_async_request(request)
 
     backend = OpenAIBackend(
-        EndpointSettings(name="native", kind="openai", url="http://upstream/v1", model="default",
+        EndpointSettings(name="native", kind="openai", url="http://127.0.0.1/v1", model="default",
                          tasks=["fim"], fim_template="native", context_length=2048),
         transport=Recording(),
     )  # fmt: skip

@@ -226,10 +226,16 @@ async def test_local_mode_trusts_loopback_only(build: Callable[..., Any]) -> Non
         assert rebinding.status_code == 403 and "ALLOWED_HOSTS" in rebinding.text
         cross = await c.post("/api/cache/clear", headers={"Origin": "https://evil.example"})
         assert cross.status_code == 403
+        placeholder = {"Authorization": "Bearer unused"}  # what OpenAI SDKs insist on sending
+        assert (await c.get("/v1/models", headers=placeholder)).status_code == 200
+        assert (await c.post("/mcp", json={}, headers=placeholder)).status_code == 401
     remote = httpx.ASGITransport(app=application, client=("192.0.2.7", 5000))
     async with httpx.AsyncClient(transport=remote, base_url=ORIGIN) as c:
         resp = await c.get("/api/auth/me")
         assert resp.status_code == 401 and "loopback" in resp.json()["error"]["message"]
+        assert (
+            await c.get("/v1/models", headers={"Authorization": "Bearer unused"})
+        ).status_code == 401
 
 
 def test_production_mode_refuses_unsafe_settings(make_settings: Callable[..., Settings]) -> None:

@@ -128,6 +128,8 @@ class AuthGuard:
         bearer = _bearer(scope)
         if bearer is not None:
             principal = self._by_token(bearer)
+            if principal is None and self._ignores_key(scope):
+                return local_principal()
             if principal is None:
                 raise Unauthorized(
                     "the bearer token is unknown, expired or revoked: create a new one "
@@ -143,6 +145,19 @@ class AuthGuard:
         if is_loopback(client_ip(scope, settings)):
             return local_principal()
         return None
+
+    def _ignores_key(self, scope: Scope) -> bool:
+        """auth=local, a loopback client, not /mcp: an OpenAI client's placeholder key.
+
+        Editors and SDKs insist on sending some API key; against a local server it means
+        nothing (as with Ollama), and loopback trust already decides. /mcp still needs
+        the server's token.
+        """
+        return (
+            self.settings.auth == "local"
+            and required_scope(scope["path"]) != "mcp"
+            and is_loopback(client_ip(scope, self.settings))
+        )
 
     def _by_token(self, raw: str) -> Principal | None:
         if self.settings.auth == "accounts":

@@ -135,17 +135,22 @@ async def index_of(request: Request, ref: str | None) -> tuple[IndexService, Pro
     """The index of the project ``ref`` names, if the caller may use it (404 otherwise)."""
     project = resolve_project(request, ref)
     if request.app.state.settings.auth == "local":
-        return service_of(request), project
+        service = service_of(request)
+    else:
+        service = await _registry_index(request, project)
+    with contextlib.suppress(TimeoutError):  # lexical search is whole after the first scan
+        await asyncio.wait_for(service.ready.wait(), READY_WAIT_S)
+    return service, project
+
+
+async def _registry_index(request: Request, project: Project) -> IndexService:
     registry: IndexRegistry | None = getattr(request.app.state, "indexes", None)
     if registry is None:
         raise _unavailable(
             "per-project indexes run with the server: start it with `mimiverse serve` "
             "(they open on the app's startup)"
         )
-    service = await registry.get(project.root)
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(service.ready.wait(), READY_WAIT_S)
-    return service, project
+    return await registry.get(project.root)
 
 
 @contextlib.asynccontextmanager
