@@ -189,19 +189,24 @@ async def initiate(
             if kind != frames.READY:
                 raise HandshakeFailed("the peer's first frame is not READY")
             return session
-    except TimeoutError:
+    except Exception as exc:
+        raise await _failed(link, exc, limits) from None
+
+
+async def _failed(link: Link, exc: Exception, limits: ChannelLimits) -> Exception:
+    """Tell the peer why (unless it left), and the error either side's caller raises."""
+    if isinstance(exc, ChannelClosed):
+        return exc  # the peer went away (or is busy): no offence, nothing to report
+    if isinstance(exc, TimeoutError):
         await _refuse(link, HandshakeFailed("timeout"))
-        raise HandshakeFailed(
+        return HandshakeFailed(
             f"handshake with {link.address} timed out after {limits.handshake_timeout_s} s"
-        ) from None
-    except (HandshakeFailed, PeerRefused) as exc:
-        await _refuse(link, exc)
-        raise
-    except ChannelClosed:
-        raise  # the peer went away (or is busy): no offence, nothing to report
-    except Exception as exc:  # a malformed frame where READY was due, and the like
-        await _refuse(link, exc)
-        raise HandshakeFailed(f"handshake with {link.address} failed: {exc}") from None
+        )
+    await _refuse(link, exc)
+    if isinstance(exc, HandshakeFailed | PeerRefused):
+        return exc
+    # a malformed frame where READY was due, and the like
+    return HandshakeFailed(f"handshake with {link.address} failed: {exc}")
 
 
 async def respond(
@@ -241,16 +246,5 @@ async def respond(
             )
             await link.send(session.sealer.seal(frames.READY))
             return session
-    except TimeoutError:
-        await _refuse(link, HandshakeFailed("timeout"))
-        raise HandshakeFailed(
-            f"handshake with {link.address} timed out after {limits.handshake_timeout_s} s"
-        ) from None
-    except (HandshakeFailed, PeerRefused) as exc:
-        await _refuse(link, exc)
-        raise
-    except ChannelClosed:
-        raise  # the peer went away (or is busy): no offence, nothing to report
     except Exception as exc:
-        await _refuse(link, exc)
-        raise HandshakeFailed(f"handshake with {link.address} failed: {exc}") from None
+        raise await _failed(link, exc, limits) from None
