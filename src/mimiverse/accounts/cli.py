@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Annotated
 
 import typer
@@ -22,13 +24,17 @@ token_app = typer.Typer(
 console = Console()
 
 
-def _accounts() -> Accounts:
-    return Accounts(Settings())
-
-
-def _fail(exc: MimiError) -> typer.Exit:
-    console.print(f"[red]error:[/] {exc.message}")
-    return typer.Exit(1)
+@contextmanager
+def _accounts() -> Iterator[Accounts]:
+    """The server's accounts, closed after; a MimiError ends the command with its message."""
+    accounts = Accounts(Settings())
+    try:
+        yield accounts
+    except MimiError as exc:
+        console.print(f"[red]error:[/] {exc.message}")
+        raise typer.Exit(1) from exc
+    finally:
+        accounts.close()
 
 
 def _ask_password(username: str) -> str:
@@ -52,29 +58,23 @@ def admin_create(
     member: Annotated[bool, typer.Option(help="Create a member instead of an admin.")] = False,
 ) -> None:
     """Create an account: the first admin, or more users."""
-    accounts = _accounts()
-    try:
+    with _accounts() as accounts:
         user = accounts.create_user(
             username, password or _ask_password(username), role="member" if member else "admin",
             actor="cli",
         )  # fmt: skip
-    except MimiError as exc:
-        raise _fail(exc) from exc
-    finally:
-        accounts.close()
     console.print(f"created {user['role']} [bold]{user['username']}[/] ({user['id']})")
 
 
 @admin_app.command("users")
 def admin_users() -> None:
     """List accounts."""
-    accounts = _accounts()
     table = Table("id", "user", "role", "tier", "disabled")
-    for user in accounts.users():
-        table.add_row(
-            user["id"], user["username"], user["role"], user["tier"], str(user["disabled"])
-        )
-    accounts.close()
+    with _accounts() as accounts:
+        for user in accounts.users():
+            table.add_row(
+                user["id"], user["username"], user["role"], user["tier"], str(user["disabled"])
+            )
     console.print(table)
 
 
@@ -88,16 +88,11 @@ def token_create(
     days: Annotated[int | None, typer.Option(help="Lifetime in days.")] = None,
 ) -> None:
     """Create an API token and print it (it is shown once)."""
-    accounts = _accounts()
-    try:
+    with _accounts() as accounts:
         user = accounts.user_by_name(username)
         raw, info = accounts.create_token(
             user["id"], name, scopes=scope or ("api", "v1", "mcp"), ttl_days=days
         )
-    except MimiError as exc:
-        raise _fail(exc) from exc
-    finally:
-        accounts.close()
     expires = dt.datetime.fromtimestamp(info["expires_at"], dt.UTC).date()
     console.print(f"token {info['id']} ({' '.join(info['scopes'])}), expires {expires}:")
     print(raw)
@@ -109,26 +104,16 @@ def token_revoke(
     token_id: Annotated[str, typer.Argument(help="The token's id (see `token list`).")],
 ) -> None:
     """Revoke an API token."""
-    accounts = _accounts()
-    try:
+    with _accounts() as accounts:
         accounts.revoke_token(accounts.user_by_name(username)["id"], token_id, actor="cli")
-    except MimiError as exc:
-        raise _fail(exc) from exc
-    finally:
-        accounts.close()
     console.print(f"revoked {token_id}")
 
 
 @token_app.command("list")
 def token_list(username: Annotated[str, typer.Argument(help="Whose tokens.")]) -> None:
     """List a user's tokens."""
-    accounts = _accounts()
-    try:
+    with _accounts() as accounts:
         tokens = accounts.tokens_of(accounts.user_by_name(username)["id"])
-    except MimiError as exc:
-        raise _fail(exc) from exc
-    finally:
-        accounts.close()
     table = Table("id", "name", "scopes", "expires", "revoked")
     for info in tokens:
         expires = dt.datetime.fromtimestamp(info["expires_at"], dt.UTC).date()
