@@ -468,6 +468,33 @@ class Settings(BaseSettings):
         ),
     )
 
+    mesh: bool = Field(
+        default=False,
+        description=(
+            "Run this device's mesh node inside `mimiverse serve` (after `mimiverse mesh "
+            "init` or `join`): listen for peers, dial mesh_peers, sync in the background."
+        ),
+    )
+    mesh_dir: Path | None = Field(
+        default=None, description="This device's mesh key and block store; default <data_dir>/mesh."
+    )
+    mesh_listen: str = Field(
+        default="127.0.0.1:7463",
+        description="host:port the mesh node accepts peers on (0.0.0.0 for the LAN; port 0: any).",
+    )
+    mesh_peers: list[str] = Field(
+        default_factory=list,
+        description="Peers to dial, as ws://host:port/mesh/v1 (added to the ones `mesh peers add` keeps).",
+    )
+    mesh_discovery: bool = Field(
+        default=False, description="Announce and find peers of the same mesh on the LAN (mDNS)."
+    )
+    mesh_sync_interval_s: float = Field(
+        default=30.0,
+        gt=0,
+        description="Anti-entropy: how often every connected peer is asked what it has.",
+    )
+
     @field_validator(
         "data_dir",
         "models_dir",
@@ -478,10 +505,16 @@ class Settings(BaseSettings):
         "tls_certfile",
         "tls_keyfile",
         "tiers_file",
+        "mesh_dir",
     )
     @classmethod
     def _expand(cls, value: Path | None) -> Path | None:
         return value.expanduser() if value is not None else None
+
+    @property
+    def mesh_path(self) -> Path:
+        """Folder of this device's mesh key and store."""
+        return self.mesh_dir or self.data_dir / "mesh"
 
     @property
     def model_path(self) -> Path:
