@@ -542,7 +542,10 @@ class Replica:
         answered with our vector when it made progress and has ``more``, or brought a
         new fork proof. Malformed messages raise MeshRejected (report and drop them).
         """
-        received = decode_message(message, self.mesh)
+        return self.answer(decode_message(message, self.mesh))
+
+    def answer(self, received: Vector | Delta) -> tuple[list[bytes], Report]:
+        """``handle`` for a message already decoded (``sync.decode_message``)."""
         if isinstance(received, Vector):
             replies = []
             delta = self.diff_for(received)

@@ -10,6 +10,7 @@ from http import HTTPStatus
 from nacl.signing import SigningKey
 from websockets.asyncio.client import connect
 from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
 from mimiverse.mesh.transport.channel import Channel
@@ -32,9 +33,14 @@ from mimiverse.mesh.transport.peer import Backoff, Dialer, PeerStatus
 from mimiverse.mesh.transport.reports import PeerReport, Reporter, log, log_report
 
 PATH = "/mesh/v1"
+JOIN_PATH = PATH + "/join"
+"""Where a device not yet on the roster presents its invite answer (one message each way)."""
+MAX_JOIN_BYTES = 1024
 MessageHandler = Callable[[bytes, bytes], Awaitable[None]]
 """``await on_message(peer_key, message)``: one peer's messages arrive in order, one at a time."""
 ChannelCallback = Callable[[Channel], None]
+JoinHandler = Callable[[bytes, str], Awaitable[bytes]]
+"""``await on_join(request, address) -> reply``: the owner's answer to a join request."""
 
 
 class MeshNode:
@@ -60,6 +66,7 @@ class MeshNode:
         wrap_link: Callable[[Link], Link] | None = None,
         max_connections: int = 64,
         backoff: tuple[float, float] = (0.5, 30.0),
+        on_join: JoinHandler | None = None,
     ) -> None:
         self.signing_key = signing_key
         self.key = bytes(signing_key.verify_key)
@@ -73,6 +80,7 @@ class MeshNode:
         self.wrap_link = wrap_link  # applied after the handshake (a shim.ShimLink in tests)
         self.max_connections = max_connections
         self.backoff = backoff
+        self.on_join = on_join
         self.port: int | None = None
         self._server: Server | None = None
         self._channels: dict[bytes, Channel] = {}
@@ -228,6 +236,9 @@ class MeshNode:
         if self._closing or self._open_links >= self.max_connections:
             await ws.close(CLOSE_TRY_LATER, "too many peers; try later")
             return
+        if ws.request is not None and ws.request.path == JOIN_PATH:
+            await self._serve_join(ws)
+            return
         self._open_links += 1
         try:
             link = WebSocketLink(ws)
@@ -242,6 +253,26 @@ class MeshNode:
                 return  # it went away mid-handshake
             channel = self._open(link, session)
             await channel.wait_closed()
+        finally:
+            self._open_links -= 1
+
+    async def _serve_join(self, ws: ServerConnection) -> None:
+        """One join request in, one reply out, then close (no channel: not on the roster)."""
+        address = _address(ws)
+        if self.on_join is None:
+            await ws.close(CLOSE_TRY_LATER, "this device does not admit new devices")
+            return
+        self._open_links += 1
+        try:
+            async with asyncio.timeout(self.limits.handshake_timeout_s):
+                request = await ws.recv(decode=False)
+                if len(request) > MAX_JOIN_BYTES:
+                    await ws.close(1009, "join request too big")
+                    return
+                await ws.send(await self.on_join(bytes(request), address))
+                await ws.close()
+        except (TimeoutError, ConnectionClosed):
+            return
         finally:
             self._open_links -= 1
 
@@ -315,8 +346,13 @@ class MeshNode:
                 log.exception("mesh peer callback %r failed", callback)
 
 
+def _address(ws: ServerConnection) -> str:
+    remote = ws.remote_address
+    return f"{remote[0]}:{remote[1]}" if remote else "?"
+
+
 def _only_mesh_path(connection: ServerConnection, request: Request) -> Response | None:
-    """Refuse WebSocket upgrades anywhere but the mesh path."""
-    if request.path != PATH:
+    """Refuse WebSocket upgrades anywhere but the mesh paths."""
+    if request.path not in (PATH, JOIN_PATH):
         return connection.respond(HTTPStatus.NOT_FOUND, f"mesh peers connect to {PATH}\n")
     return None
