@@ -349,6 +349,16 @@ class Settings(BaseSettings):
         description="Output kept from a sandboxed command (head and tail).",
     )
 
+    # --- terminals ----------------------------------------------------------------------
+    terminal_max_sessions: int = Field(
+        default=8, ge=1, description="Terminals one user may have open at once (browser IDE)."
+    )
+    terminal_idle_s: float = Field(
+        default=3600.0,
+        ge=0,
+        description="A terminal with no input and no output this long is closed; 0 = never.",
+    )
+
     # --- MCP ----------------------------------------------------------------------------
     mcp_servers: list[McpServerSettings] = Field(
         default_factory=list,

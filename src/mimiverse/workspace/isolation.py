@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 from mimiverse.errors import ToolError
@@ -27,10 +28,22 @@ HOSTNAME = "mimiverse-sandbox"
 
 
 def bwrap_argv(
-    bwrap: str, root: Path, workdir: Path, env: dict[str, str], *, network: bool
+    bwrap: str,
+    root: Path,
+    workdir: Path,
+    env: dict[str, str],
+    *,
+    network: bool,
+    new_session: bool = True,
+    extra: Sequence[str] = (),
 ) -> list[str]:
-    """The ``bwrap`` options that isolate a command run in ``workdir`` of project ``root``."""
-    args = [bwrap, "--die-with-parent", "--new-session", "--cap-drop", "ALL"]
+    """The ``bwrap`` options that isolate a command run in ``workdir`` of project ``root``.
+
+    ``new_session=False`` keeps the caller's terminal as the controlling one (an interactive
+    shell in its own pseudo-terminal needs it; see ``pty.py``); ``extra`` options go last.
+    """
+    session = ["--new-session"] if new_session else []
+    args = [bwrap, "--die-with-parent", *session, "--cap-drop", "ALL"]
     args += ["--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try"]
     if not network:
         args.append("--unshare-net")
@@ -58,7 +71,7 @@ def bwrap_argv(
         # that git runs outside the sandbox when the git tools stage or commit.
         args += ["--ro-bind", str(git_dir), str(git_dir)]
     args += ["--remount-ro", "/"]
-    args += ["--chdir", str(workdir), "--clearenv"]
+    args += [*extra, "--chdir", str(workdir), "--clearenv"]
     for key, value in env.items():
         args += ["--setenv", key, value]
     return [*args, "--"]

@@ -61,9 +61,10 @@ class Limits:
         )
 
 
-def prlimit_args(limits: Limits, *, cgroups: bool) -> list[str]:
-    """``prlimit`` options for one run: CPU always, memory and processes without cgroups."""
-    args = [f"--cpu={limits.cpu_s + 1}"]  # per process; the cgroup total is checked first
+def prlimit_args(limits: Limits, *, cgroups: bool, cpu: bool = True) -> list[str]:
+    """``prlimit`` options for one run: CPU (unless ``cpu=False``), memory and processes
+    without cgroups."""
+    args = [f"--cpu={limits.cpu_s + 1}"] if cpu else []  # per process; cgroup total first
     if not cgroups:
         args += [f"--as={limits.memory_mb * 1024 * 1024}", f"--nproc={_nproc(limits.pids)}"]
     return args

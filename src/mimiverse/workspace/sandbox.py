@@ -42,7 +42,7 @@ from mimiverse.workspace.redact import RedactingStream, Redactor
 if TYPE_CHECKING:
     from mimiverse.settings import Settings
 
-__all__ = ["INSTALL_HINT", "Limits", "RunResult", "Sandbox"]
+__all__ = ["INSTALL_HINT", "Limits", "RunResult", "Sandbox", "cgroup_join_argv"]
 
 OutputSink = Callable[[str], Awaitable[None]]
 
@@ -63,6 +63,17 @@ REASONS = {
     "refused and the run was stopped (MIMI_SANDBOX_PIDS)",
     "cpu limit": "used more than {cpu_s} s of CPU time and was stopped (MIMI_SANDBOX_CPU_S)",
 }
+
+
+def cgroup_join_argv(cgroup: RunCgroup) -> list[str]:
+    """A launcher prefix: the process writes its pid into the run's cgroups, then execs the
+    rest of the command line (so nothing of it runs outside the limits)."""
+    script = (
+        'for f; do [ "$f" = -- ] && break; echo $$ > "$f" || '
+        '{ echo "mimiverse: cannot join cgroup $f" >&2; exit 125; }; shift; done; '
+        'shift; exec "$@"'
+    )
+    return ["/bin/sh", "-c", script, "mimiverse-enter", *cgroup.procs_files(), "--"]
 
 
 @dataclass
@@ -204,14 +215,7 @@ class Sandbox:
 
     def _launcher(self, cgroup: RunCgroup | None, limits: Limits) -> list[str]:
         """Join the run's cgroups (pid written before exec), then apply rlimits."""
-        argv: list[str] = []
-        if cgroup is not None:
-            script = (
-                'for f; do [ "$f" = -- ] && break; echo $$ > "$f" || '
-                '{ echo "mimiverse: cannot join cgroup $f" >&2; exit 125; }; shift; done; '
-                'shift; exec "$@"'
-            )
-            argv += ["/bin/sh", "-c", script, "mimiverse-enter", *cgroup.procs_files(), "--"]
+        argv = cgroup_join_argv(cgroup) if cgroup is not None else []
         if self.prlimit:
             argv += [self.prlimit, *prlimit_args(limits, cgroups=cgroup is not None), "--"]
         return argv
