@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mimiverse.mesh.blocks import Block
-from mimiverse.mesh.errors import MeshRejected
+from mimiverse.mesh.errors import MeshBusy, MeshRejected
 from mimiverse.mesh.identity import DeviceKey, join_request, secret_from_code
 from mimiverse.mesh.loopback import sync_pair
 from mimiverse.mesh.replica import STORE_NAME, Replica
@@ -38,8 +38,15 @@ def test_restart_rebuilds_everything_from_the_store(mesh: Mesh) -> None:
 
 
 def test_a_store_of_another_mesh_is_refused(mesh: Mesh) -> None:
+    mesh.replicas[1].close()
     with pytest.raises(MeshRejected, match="another mesh"):
         Replica.open(mesh.root / "r1", mesh.keys[1], mesh=b"\x07" * 32)
+    Replica.open(mesh.root / "r1", mesh.keys[1]).close()  # the refusal released the store
+
+
+def test_a_store_is_open_in_one_process_at_a_time(mesh: Mesh) -> None:
+    with pytest.raises(MeshBusy, match="in use by another process"):
+        Replica.open(mesh.root / "r1", mesh.keys[1])
 
 
 def test_concurrent_writes_are_kept_and_last_writer_wins(mesh: Mesh) -> None:

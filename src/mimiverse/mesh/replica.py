@@ -75,6 +75,7 @@ class Replica:
                 store.set_meta("epoch", b"0")
             stored_mesh = mesh or key.public
         elif mesh is not None and mesh != stored_mesh:
+            store.close()
             raise MeshRejected(
                 "this store belongs to another mesh: use another directory", reason="wrong mesh"
             )
@@ -523,7 +524,10 @@ class Replica:
                             )
                         )
                         continue
-                self._receive(log.blocks, report)
+                blocks = log.blocks
+                if log.proof is not None:
+                    blocks = self._skip_held(log.author, log.start, blocks, report)
+                self._receive(blocks, report)
                 if (
                     log.proof is not None
                     and self.size(log.author) == log.size
@@ -533,6 +537,27 @@ class Replica:
                         Rejection("inconsistent log", "root differs from the sender's", log.author)
                     )
         return report
+
+    def _skip_held(
+        self, author: bytes, start: int, blocks: list[bytes], report: Report
+    ) -> list[bytes]:
+        """Drop the leading blocks that are byte for byte the ones we hold at
+        ``start+1 …`` (reported "replayed", as ``check_block`` would), without decoding or
+        verifying them: peers that gossip to each other often send a block twice."""
+        overlap = min(len(blocks), self.size(author) - start)
+        if overlap <= 0:
+            return blocks
+        held = self.store.blocks(author, start + 1, start + overlap)
+        same = 0
+        while same < overlap and blocks[same] == held[same]:
+            seq = start + same + 1
+            report.refuse(
+                Rejection(
+                    "replayed", f"already hold block {seq}", author, seq, self.hash_at(author, seq)
+                )
+            )
+            same += 1
+        return blocks[same:]
 
     def handle(self, message: bytes) -> tuple[list[bytes], Report]:
         """One sync message in; the messages to send back to that peer, and a report.

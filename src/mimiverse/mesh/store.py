@@ -7,10 +7,14 @@ are what was hashed and signed: nothing is ever re-serialised.
 
 from __future__ import annotations
 
+import fcntl
+import os
 import sqlite3
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+from mimiverse.mesh.errors import MeshBusy
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS blocks (
@@ -44,8 +48,10 @@ class MeshStore:
     """SQLite tables of one replica."""
 
     def __init__(self, path: Path | str) -> None:
+        self._lock: int | None = None
         if path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
+            self._lock = _lock(Path(f"{path}.lock"))
         self.path = path
         self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         self.db.execute("PRAGMA journal_mode=WAL")
@@ -64,6 +70,9 @@ class MeshStore:
 
     def close(self) -> None:
         self.db.close()
+        if self._lock is not None:
+            os.close(self._lock)  # releases the lock
+            self._lock = None
 
     # --- blocks ---------------------------------------------------------------------
 
@@ -130,3 +139,19 @@ class MeshStore:
 
     def use_invite(self, invite_id: bytes) -> None:
         self.db.execute("UPDATE invites SET used = 1 WHERE id = ?", (invite_id,))
+
+
+def _lock(path: Path) -> int:
+    """Hold ``path`` locked while this store is open: one process per replica.
+
+    Two processes appending to one device's log would each pick the same next sequence
+    number and fork the device; the second opener is refused instead. The kernel drops
+    the lock when the process dies, so a killed node never leaves a stale lock.
+    """
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise MeshBusy(path.parent) from None
+    return fd
