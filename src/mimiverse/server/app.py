@@ -104,6 +104,13 @@ def create_app(settings: Settings | None = None, gateway: Gateway | None = None)
     """auth=accounts: the per-project IndexRegistry, while the app runs."""
     app.state.lifespan_contexts.append(lambda: codebase.index_lifespan(app))
     app.state.lifespan_contexts.append(lambda: agent.agent_lifespan(app))
+    from mimiverse.server.routes import mesh
+
+    app.include_router(mesh.router)
+    app.state.mesh = None
+    """The running MeshService while the app runs, when ``settings.mesh`` is on."""
+    if settings.mesh:
+        app.state.lifespan_contexts.append(lambda: mesh.mesh_lifespan(app))
     from mimiverse.server.limiting import limits_lifespan
 
     # First in, last out: the usage of everything that stops before it is written.
