@@ -97,9 +97,10 @@ def create_app(settings: Settings | None = None, gateway: Gateway | None = None)
 
     for module in (health, auth, admin, usage, openai, ai, cache, codebase, agent):
         app.include_router(module.router)
-    from mimiverse.server.routes import projects
+    from mimiverse.server.routes import projects, terminal
 
     app.include_router(projects.router)
+    app.include_router(terminal.router)
     app.state.indexes = None
     """auth=accounts: the per-project IndexRegistry, while the app runs."""
     app.state.lifespan_contexts.append(lambda: codebase.index_lifespan(app))
