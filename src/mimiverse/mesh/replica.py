@@ -547,16 +547,18 @@ class Replica:
         overlap = min(len(blocks), self.size(author) - start)
         if overlap <= 0:
             return blocks
-        held = self.store.blocks(author, start + 1, start + overlap)
         same = 0
-        while same < overlap and blocks[same] == held[same]:
-            seq = start + same + 1
+        held = self.store.blocks(author, start + 1, start + overlap)
+        for data, mine in zip(blocks, held, strict=False):
+            if data != mine:
+                break
+            same += 1
+            seq = start + same
             report.refuse(
                 Rejection(
                     "replayed", f"already hold block {seq}", author, seq, self.hash_at(author, seq)
                 )
             )
-            same += 1
         return blocks[same:]
 
     def handle(self, message: bytes) -> tuple[list[bytes], Report]:
