@@ -529,6 +529,10 @@ from mimiverse.accounts.cli import admin_app, token_app  # noqa: E402
 app.add_typer(admin_app, name="admin")
 app.add_typer(token_app, name="token")
 
+from mimiverse.mesh.cli import mesh_app  # noqa: E402
+
+app.add_typer(mesh_app, name="mesh")
+
 
 @app.command("settings")
 def settings_cmd(
