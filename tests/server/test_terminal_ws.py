@@ -15,6 +15,7 @@ from starlette.testclient import TestClient
 from starlette.websockets import WebSocketDisconnect
 
 from mimiverse.server.app import create_app
+from mimiverse.server.routes.terminal import close_reason
 from mimiverse.settings import Settings
 from mimiverse.testing import FakeBackend, gateway_with
 from tests.security.test_traversal_api import REF_CASES
@@ -64,11 +65,12 @@ def send(ws: Socket, **frame: Any) -> None:
     ws.send_text(json.dumps(frame))
 
 
-def closed_with(ws: Socket) -> int:
-    """The close code of a socket the server is closing."""
+def closed_with(ws: Socket, reason: str = "") -> int:
+    """The close code of a socket the server is closing; its reason starts with ``reason``."""
     with pytest.raises(WebSocketDisconnect) as closed:
         while True:
             ws.receive_json()
+    assert closed.value.reason.startswith(reason), closed.value.reason
     return int(closed.value.code)
 
 
@@ -137,7 +139,7 @@ def test_bad_handshakes_are_refused(
         frame = ws.receive_json()
         assert frame["type"] == "error" and frame["error"]["code"] == status
         assert words in frame["error"]["message"]
-        assert closed_with(ws) == 4000 + status
+        assert closed_with(ws, frame["error"]["message"][:40]) == 4000 + status
 
 
 def test_cross_site_origin_is_refused(local: Callable[..., TestClient]) -> None:
@@ -268,3 +270,9 @@ def test_input_the_shell_does_not_read_is_refused_not_queued(
             assert "not reading its input" in refused["error"]["message"]
         # the client left while input was still waiting: the shell goes all the same
         assert wait_until(lambda: processes_with(marker) == [])
+
+
+def test_close_reasons_fit_a_close_frame() -> None:
+    assert close_reason("short") == "short"
+    cut = close_reason("é" * 200)
+    assert len(cut.encode()) <= 123 and cut.endswith("...") and "\ufffd" not in cut

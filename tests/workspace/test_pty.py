@@ -299,3 +299,21 @@ def test_terminals_per_user_are_capped() -> None:
     assert terminals.open == {}
     with terminals.slot("alice"):
         assert terminals.open == {"alice": 1}
+
+
+def test_runs_under_uvloop(make_settings: Callable[..., Settings], project: Path) -> None:
+    """`mimiverse serve` runs uvicorn on uvloop: readers, pass_fds and reaping work there."""
+    import uvloop
+
+    async def main() -> None:
+        session = await PtySession.start(make_settings(terminal_idle_s=0), project)
+        try:
+            term = Term(session)
+            assert await term.run("echo uv-$((4*4)); stty size") == "uv-16\r\n24 80\r\n"
+            await session.write("exit 4\r")
+            await term.drain()
+            assert await session.wait() == 4
+        finally:
+            await session.close()
+
+    uvloop.run(main())

@@ -60,6 +60,8 @@ EXIT_GRACE_S = 0.5
 """After the shell exits: time for what it wrote to be read before its leftovers are killed."""
 LEADER_GRACE_S = 1.0
 """After killing the sandbox's processes: time for bwrap to notice and exit on its own."""
+SHELL_REAP_S = 0.05
+"""Without bwrap: time for the shell to reap the jobs just killed, before it goes too."""
 CTTY = (
     "import fcntl, os, sys, termios; fcntl.ioctl(0, termios.TIOCSCTTY, 0); "
     "os.execv(sys.argv[1], sys.argv[1:])"
@@ -302,15 +304,18 @@ class PtySession:
                 remove(self._fd)
 
     async def _kill_tree(self) -> None:
-        """SIGKILL every process of the terminal, the sandbox's first.
+        """SIGKILL every process of the terminal, the session's leader last.
 
-        bwrap (our child, the session's leader) then reaps its own child and exits; killed
-        first, it would leave that child to PID 1, which in a container may never reap it.
+        The leader (bwrap, or the shell without it) then reaps what it lost, and bwrap exits
+        on its own; killed first, it would leave them to PID 1, which in a container may
+        never reap them.
         """
-        self._kill(everyone=not self.sandboxed)
+        self._kill(everyone=False)
         if self.sandboxed:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(asyncio.shield(self._proc.wait()), LEADER_GRACE_S)
+        else:
+            await asyncio.sleep(SHELL_REAP_S)
         self._kill(everyone=True)  # and whatever forked meanwhile
         if self._cgroup is not None:
             await asyncio.to_thread(self._cgroup.kill)

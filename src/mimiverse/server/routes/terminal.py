@@ -17,7 +17,7 @@ Server → client::
 A bad frame gets an error frame and is otherwise ignored; so does input beyond
 INPUT_QUEUE_FRAMES frames that the shell has not read yet (429). A terminal that cannot start
 (unknown project, too many terminals, no bubblewrap) gets an error frame and the close
-code ``4000 + status`` (4404, 4429, 4500). Closing the socket kills the shell and
+code ``4000 + status`` (4404, 4429, 4500) with the message (cut short) as the reason. Closing the socket kills the shell and
 everything it started.
 """
 
@@ -41,6 +41,7 @@ router = APIRouter(prefix="/api/terminal", tags=["terminal"])
 MAX_INPUT_CHARS = 65_536
 """Characters one input frame may carry (a large paste is sent in several)."""
 MAX_FRAME_CHARS = MAX_INPUT_CHARS + 1_024
+CLOSE_REASON_BYTES = 123
 INPUT_QUEUE_FRAMES = 16
 """Input frames waiting for the shell to read them; more are refused (429), not queued."""
 
@@ -183,4 +184,12 @@ async def _refuse(websocket: WebSocket, exc: MimiError) -> None:
         return
     with contextlib.suppress(WebSocketDisconnect, RuntimeError, OSError):
         await websocket.send_json({"type": "error", **exc.to_dict()})
-        await websocket.close(code=4000 + exc.status)
+        await websocket.close(code=4000 + exc.status, reason=close_reason(exc.message))
+
+
+def close_reason(message: str) -> str:
+    """``message`` cut to the 123 bytes of UTF-8 a close frame's reason may hold."""
+    raw = message.encode()
+    if len(raw) <= CLOSE_REASON_BYTES:
+        return message
+    return raw[: CLOSE_REASON_BYTES - 3].decode(errors="ignore") + "..."
