@@ -89,6 +89,47 @@ def _profile(env: dict[str, str]) -> str:
     return f"PATH={shlex.quote(env['PATH'])}; export PATH\n"
 
 
+class _Launch:
+    """The command line that starts a terminal's shell, and what it holds until started.
+
+    The launcher joins the cgroups, takes the pseudo-terminal as its controlling terminal,
+    sets rlimits where cgroups are missing (never CPU: a shell lives long), then runs the
+    shell in bwrap (a ``~/.profile`` handed over on a pipe) or, unsafe, in a clean
+    environment with a throwaway HOME.
+    """
+
+    def __init__(self, box: Sandbox, cgroup: RunCgroup | None, extra: dict[str, str]) -> None:
+        root, shell = box.workspace.root, shell_argv()
+        self.home: str | None = None
+        self.pass_fds: tuple[int, ...] = ()
+        argv = [*(cgroup_join_argv(cgroup) if cgroup else []), sys.executable, "-I", "-S"]
+        argv += ["-c", CTTY]
+        rlimits = prlimit_args(box.limits, cgroups=cgroup is not None, cpu=False)
+        if box.prlimit and rlimits:
+            argv += [box.prlimit, *rlimits, "--"]
+        if box.bwrap is not None:
+            env = sandbox_env(root, extra, SANDBOX_HOME) | {"SHELL": shell[0]}
+            profile, writer = os.pipe()
+            self.pass_fds = (profile,)
+            with os.fdopen(writer, "w") as pipe:  # a few bytes: fits the pipe's buffer
+                pipe.write(_profile(env))
+            files = ["--file", str(profile), f"{SANDBOX_HOME}/.profile"]
+            argv += bwrap_argv(
+                box.bwrap, root, root, env, network=box.network, new_session=False, extra=files
+            )
+        else:
+            self.home = tempfile.mkdtemp(prefix="mimiverse-home-")
+            env = sandbox_env(root, extra, self.home) | {"TMPDIR": self.home, "SHELL": shell[0]}
+            Path(self.home, ".profile").write_text(_profile(env))
+            argv += ["/usr/bin/env", "-i", *(f"{k}={v}" for k, v in env.items())]
+        self.argv = argv + shell
+
+    def close_fds(self) -> None:
+        """Our copies of what the launcher inherits."""
+        for fd in self.pass_fds:
+            os.close(fd)
+
+
 class PtySession:
     """One shell on a pseudo-terminal. Build with :meth:`start`; always :meth:`close`."""
 
@@ -140,62 +181,38 @@ class PtySession:
         check_size(cols, rows)
         box = sandbox or Sandbox.from_settings(settings, root)
         root = box.workspace.root
-        limits = box.limits
         cgroup: RunCgroup | None = None
         if box.cgroups is not None:
             try:
-                cgroup = await asyncio.to_thread(RunCgroup, box.cgroups, limits)
+                cgroup = await asyncio.to_thread(RunCgroup, box.cgroups, box.limits)
             except OSError as exc:
                 raise SandboxError(f"cannot create the terminal's cgroup: {exc}") from exc
         master, slave = os.openpty()
-        home: str | None = None
-        profile_r = -1
+        launch: _Launch | None = None
         try:
+            launch = _Launch(box, cgroup, {"TERM": TERM, "COLUMNS": str(cols), "LINES": str(rows)})
             _set_size(master, cols, rows)
             os.set_blocking(master, False)
-            extra = {"TERM": TERM, "COLUMNS": str(cols), "LINES": str(rows)}
-            argv = [*(cgroup_join_argv(cgroup) if cgroup else []), sys.executable, "-I", "-S"]
-            argv += ["-c", CTTY]
-            # memory and processes per process without cgroups; never CPU: a shell lives long
-            rlimits = prlimit_args(limits, cgroups=cgroup is not None, cpu=False)
-            if box.prlimit and rlimits:
-                argv += [box.prlimit, *rlimits, "--"]
-            if box.bwrap is not None:
-                env = sandbox_env(root, extra, SANDBOX_HOME) | {"SHELL": shell_argv()[0]}
-                profile_r, profile_w = os.pipe()
-                with os.fdopen(profile_w, "w") as pipe:  # a few bytes: fits the pipe
-                    pipe.write(_profile(env))
-                files = ["--file", str(profile_r), f"{SANDBOX_HOME}/.profile"]
-                argv += bwrap_argv(
-                    box.bwrap, root, root, env, network=box.network, new_session=False,
-                    extra=files,
-                )  # fmt: skip
-            else:  # unsafe: no isolation, only a clean environment and a throwaway HOME
-                home = tempfile.mkdtemp(prefix="mimiverse-home-")
-                env = sandbox_env(root, extra, home) | {"TMPDIR": home}
-                env["SHELL"] = shell_argv()[0]
-                Path(home, ".profile").write_text(_profile(env))
-                argv += ["/usr/bin/env", "-i", *(f"{k}={v}" for k, v in env.items())]
             proc = await asyncio.create_subprocess_exec(
-                *argv, *shell_argv(),
+                *launch.argv,
                 stdin=slave, stdout=slave, stderr=slave, cwd=root,
                 env={"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"},
                 start_new_session=True,
-                pass_fds=(profile_r,) if profile_r >= 0 else (),
+                pass_fds=launch.pass_fds,
             )  # fmt: skip
         except BaseException:
             os.close(master)
             if cgroup is not None:
                 await asyncio.to_thread(cgroup.remove)
-            if home is not None:
-                shutil.rmtree(home, ignore_errors=True)
+            if launch is not None and launch.home is not None:
+                shutil.rmtree(launch.home, ignore_errors=True)
             raise
         finally:
             os.close(slave)
-            if profile_r >= 0:
-                os.close(profile_r)
+            if launch is not None:
+                launch.close_fds()
         return cls(
-            proc, master, cgroup=cgroup, home=home, idle_s=settings.terminal_idle_s,
+            proc, master, cgroup=cgroup, home=launch.home, idle_s=settings.terminal_idle_s,
             sandboxed=box.bwrap is not None,
         )  # fmt: skip
 
