@@ -36,7 +36,7 @@ let lastElapsed = 0;
 /** Builds the panel in `container`. */
 export function mount(container) {
   ensureStyles();
-  container.classList.add("agent-panel");
+  const panel = el("div", { class: "agent-panel" });
   kindSelect = el("select", { id: "agent-kind", "aria-label": "Chat or agent" }, [
     el("option", { value: "agent" }, "Agent"),
     el("option", { value: "chat" }, "Chat"),
@@ -86,7 +86,8 @@ export function mount(container) {
       submit();
     }
   });
-  container.replaceChildren(
+  container.replaceChildren(panel);
+  panel.append(
     el("div", { class: "agent-head" }, [kindSelect, statusEl, fresh]),
     timeline,
     reviewBox,

@@ -8,7 +8,7 @@
 import { api } from "./api.js";
 import { bus } from "./bus.js";
 import { state } from "./state.js";
-import { loadMonaco, monacoTheme, languageFor } from "./monaco.js";
+import { applyTheme, languageFor, loadMonaco } from "./monaco.js";
 import { el, ensureStyles } from "./panelkit.js";
 
 const SETTLE_TIMEOUT_MS = 30000;
@@ -41,6 +41,14 @@ class Review {
     all.addEventListener("click", () => this.decideAll("approved"));
     none.addEventListener("click", () => this.decideAll("rejected"));
     this.bulk = el("div", { class: "cs-bulk" }, [all, none]);
+    this.grow = el("button", {
+      type: "button",
+      class: "cs-expand",
+      "aria-pressed": "false",
+      "aria-label": "Show the review larger",
+      title: "Show the review larger",
+    }, "⤢");
+    this.grow.addEventListener("click", () => this.expand(!this.box.classList.contains("expanded")));
     this.list = el("ol", { class: "hunk-list", "aria-label": "Hunks" });
     this.files = el("div", { class: "cs-files", role: "tablist", "aria-label": "Changed files" });
     this.host = el("div", { class: "cs-diff", "aria-label": "Diff of the selected file" });
@@ -52,15 +60,21 @@ class Review {
     close.addEventListener("click", () => this.hide());
     const foot = el("div", { class: "cs-actions" }, [this.apply, this.undo, close]);
     box.replaceChildren(
-      el("div", { class: "cs-head" }, [this.title, this.bulk]),
+      el("div", { class: "cs-head" }, [this.title, this.bulk, this.grow]),
       this.status,
       this.list,
       this.files,
       this.host,
       foot,
     );
-    bus.on("theme:changed", (d) => this.diff && window.monaco?.editor.setTheme(monacoTheme(d?.theme)));
     bus.on("layout:changed", () => this.diff?.layout());
+    box.addEventListener("keydown", (e) => {
+      if (e.key === "Escape" && box.classList.contains("expanded")) {
+        e.stopPropagation();
+        this.expand(false);
+        this.grow.focus();
+      }
+    });
   }
 
   /** Shows changeset `id` (fetched with its files and hunks). */
@@ -80,7 +94,21 @@ class Review {
   }
 
   hide() {
+    this.expand(false);
     this.box.hidden = true;
+  }
+
+  /** Shows the review over the work area (side-by-side diff) or back in the panel. */
+  expand(on) {
+    this.box.classList.toggle("expanded", on);
+    this.grow.setAttribute("aria-pressed", String(on));
+    this.grow.textContent = on ? "⤡" : "⤢";
+    this.grow.title = on ? "Back into the agent panel" : "Show the review larger";
+    this.grow.setAttribute("aria-label", this.grow.title);
+    requestAnimationFrame(() => {
+      this.diff?.updateOptions({ renderSideBySide: this.host.offsetWidth > 700 });
+      this.diff?.layout();
+    });
   }
 
   async refresh() {
@@ -121,7 +149,8 @@ class Review {
 
   render() {
     const cs = this.cs;
-    this.title.textContent = cs.title ? `Proposed: ${cs.title}` : "Proposed changes";
+    this.title.textContent = cs.title || "Proposed changes";
+    this.title.title = `${cs.title || "Proposed changes"} (${cs.id})`;
     const hunks = this.hunks();
     this.list.replaceChildren();
     hunks.forEach((hunk, n) => this.list.append(this.hunkItem(hunk, n)));
@@ -154,43 +183,42 @@ class Review {
     const decision = this.decisions.get(hunk.id) || "pending";
     const added = hunk.lines.filter((l) => l.startsWith("+")).length;
     const removed = hunk.lines.filter((l) => l.startsWith("-")).length;
-    const what = hunk.kind === "rename" ? hunk.header.replace(/^@@\s*|\s*@@$/g, "") : `${hunk.header}`;
-    const go = el("button", { type: "button", class: "hunk-goto", title: "Show in the diff" }, [
+    const many = this.cs.files.length > 1;
+    const where = hunk.kind === "rename" ? hunk.header.replace(/^@@\s*|\s*@@$/g, "") : `line ${firstChange(hunk)}`;
+    const describe = `hunk-${this.cs.id}-${n}`;
+    const go = el("button", { type: "button", class: "hunk-goto", title: `${hunk.path} ${hunk.header}`, "aria-describedby": describe }, [
       el("span", { class: "hunk-n" }, `#${n + 1}`),
-      el("span", { class: "hunk-path" }, hunk.path),
-      el("span", { class: "hunk-where" }, what),
+      many ? el("span", { class: "hunk-path" }, hunk.path.split("/").pop()) : null,
+      el("span", { class: "hunk-where" }, where),
       hunk.kind === "rename" ? null : el("span", { class: "hunk-stat" }, [
         el("span", { class: "add" }, `+${added}`),
         " ",
         el("span", { class: "del" }, `−${removed}`),
       ]),
+      el("span", { class: `hunk-state ${decision}` }, decisionWord(decision).split(" ")[0]),
     ]);
     go.addEventListener("click", () => this.reveal(hunk));
     const open = this.open() && !this.busy;
-    const accept = el("button", {
-      type: "button",
-      class: "hunk-accept",
-      "data-hunk": String(n),
-      "data-hunk-id": hunk.id,
-      "aria-pressed": String(decision === "approved"),
-      "aria-label": `Accept hunk ${n + 1} in ${hunk.path}`,
-      disabled: !open,
-    }, "Accept");
-    const reject = el("button", {
-      type: "button",
-      class: "hunk-reject",
-      "data-hunk": String(n),
-      "data-hunk-id": hunk.id,
-      "aria-pressed": String(decision === "rejected"),
-      "aria-label": `Reject hunk ${n + 1} in ${hunk.path}`,
-      disabled: !open,
-    }, "Reject");
+    const button = (kind, label, pressed) => {
+      const node = el("button", {
+        type: "button",
+        class: `hunk-${kind}`,
+        "data-hunk": String(n),
+        "data-hunk-id": hunk.id,
+        "aria-pressed": String(pressed),
+        "aria-label": `${label} hunk ${n + 1} (${hunk.path}, ${where})`,
+        disabled: !open,
+      }, label);
+      return node;
+    };
+    const accept = button("accept", "Accept", decision === "approved");
+    const reject = button("reject", "Reject", decision === "rejected");
     accept.addEventListener("click", () => this.decide(hunk, decision === "approved" ? "pending" : "approved"));
     reject.addEventListener("click", () => this.decide(hunk, decision === "rejected" ? "pending" : "rejected"));
-    const preview = el("pre", { class: "hunk-preview", "aria-hidden": "true" }, previewLines(hunk));
+    const text = el("pre", { class: "sr-only", id: describe }, describeHunk(hunk));
     return el("li", { class: "hunk", "data-hunk": String(n), "data-decision": decision }, [
       el("div", { class: "hunk-row" }, [go, el("span", { class: "hunk-buttons" }, [accept, reject])]),
-      preview,
+      text,
     ]);
   }
 
@@ -326,7 +354,7 @@ class Review {
     const monaco = await loadMonaco();
     if (!this.diff) {
       this.diff = monaco.editor.createDiffEditor(this.host, {
-        theme: monacoTheme(state.theme),
+        theme: applyTheme(monaco, state.theme),
         automaticLayout: true,
         readOnly: true,
         originalEditable: false,
@@ -388,12 +416,25 @@ function fileLabel(file) {
   return file.path;
 }
 
-function previewLines(hunk) {
-  const shown = hunk.lines.filter((l) => l.startsWith("+") || l.startsWith("-")).slice(0, 6);
-  const more = hunk.lines.filter((l) => l.startsWith("+") || l.startsWith("-")).length - shown.length;
-  return shown.map((l) => el("span", { class: l.startsWith("+") ? "add" : "del" }, `${l}\n`)).concat(
-    more > 0 ? [el("span", { class: "more" }, `… ${more} more line(s)`)] : [],
-  );
+/** Context lines before a hunk's first change. */
+function leadingContext(hunk) {
+  let n = 0;
+  while (n < hunk.lines.length && hunk.lines[n].startsWith(" ")) n += 1;
+  return n;
+}
+
+/** The 1-based line of the proposed file where a hunk's first change is. */
+function firstChange(hunk) {
+  const span = parseHeader(hunk.header);
+  return span ? span.newStart + leadingContext(hunk) + 1 : 1;
+}
+
+/** A hunk's changed lines in words, for screen readers. */
+function describeHunk(hunk) {
+  const changed = hunk.lines.filter((l) => l.startsWith("+") || l.startsWith("-"));
+  const shown = changed.slice(0, 20).map((l) => `${l.startsWith("+") ? "added" : "removed"}: ${l.slice(1)}`);
+  if (changed.length > shown.length) shown.push(`and ${changed.length - shown.length} more changed lines`);
+  return shown.join("\n");
 }
 
 /** `@@ -a,b +c,d @@` → 0-based [start, end) line spans, as agent/diffs.py reads them. */
@@ -441,7 +482,7 @@ function preview(file, decisions) {
   let pos = 0;
   for (const { hunk, span } of spans) {
     out.push(...old.slice(pos, span.oldStart));
-    starts[hunk.id] = out.length;
+    starts[hunk.id] = out.length + leadingContext(hunk);
     const take = decisions.get(hunk.id) !== "rejected";
     out.push(...(take ? neu.slice(span.newStart, span.newEnd) : old.slice(span.oldStart, span.oldEnd)));
     pos = span.oldEnd;

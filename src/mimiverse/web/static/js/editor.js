@@ -5,7 +5,7 @@
 import { api } from "./api.js";
 import { bus } from "./bus.js";
 import { state, commands } from "./state.js";
-import { loadMonaco, monacoTheme, languageFor } from "./monaco.js";
+import { applyTheme, languageFor, loadMonaco } from "./monaco.js";
 import { registerInlineCompletions } from "./inline.js";
 import { el, ensureStyles } from "./panelkit.js";
 
@@ -45,8 +45,8 @@ export const editor = {
 /** Builds the panel in `container` and starts loading Monaco. */
 export function mount(container) {
   ensureStyles();
-  container.classList.add("editor-panel");
-  container.innerHTML = "";
+  const panel = el("div", { class: "editor-panel" });
+  container.replaceChildren(panel);
   tabbar = el("div", { class: "editor-tabs", role: "tablist", "aria-label": "Open files" });
   notice = el("div", { class: "editor-notice", role: "alert", hidden: "" });
   const body = el("div", { class: "editor-body" });
@@ -56,7 +56,7 @@ export function mount(container) {
     el("p", { class: "muted" }, "Pick one in the file tree, or press Ctrl+P to open by name."),
   ]);
   body.append(host, empty);
-  container.append(tabbar, notice, body);
+  panel.append(tabbar, notice, body);
   tabbar.addEventListener("keydown", onTabKey);
   window.mimi = window.mimi || {};
   window.mimi.editor = editor;
@@ -81,7 +81,7 @@ async function start() {
   monaco = await loadMonaco();
   instance = monaco.editor.create(host, {
     model: null,
-    theme: monacoTheme(state.theme),
+    theme: applyTheme(monaco, state.theme),
     automaticLayout: true,
     fontSize: 14,
     minimap: { enabled: false },
@@ -412,7 +412,6 @@ async function openCompare(tab) {
   host.parentElement.append(box);
   const disk = monaco.editor.createModel(file.content, tab.model.getLanguageId());
   const diff = monaco.editor.createDiffEditor(view, {
-    theme: monacoTheme(state.theme),
     automaticLayout: true,
     originalEditable: false,
     renderSideBySide: true,
@@ -466,7 +465,10 @@ function wireBus() {
       if (tab.path === d.path || tab.path.startsWith(`${d.path}/`)) markDeleted(tab);
     }
   });
-  bus.on("theme:changed", (d) => monaco?.editor.setTheme(monacoTheme(d?.theme)));
+  bus.on("theme:changed", (d) => {
+    // the body's theme (and so the CSS variables) may change after the event
+    if (monaco) requestAnimationFrame(() => applyTheme(monaco, d?.theme));
+  });
   bus.on("layout:changed", () => {
     instance?.layout();
     compare?.diff.layout();

@@ -34,9 +34,16 @@ export function loadMonaco() {
   return loading;
 }
 
-/** Monaco's theme for the IDE's theme. */
-export function monacoTheme(theme) {
-  return theme === "light" ? "vs" : "vs-dark";
+/** Defines and sets Monaco's theme for the IDE's theme ("dark" | "light"), its background
+ * taken from the shell's --bg-editor; returns the theme's name. Monaco themes are global. */
+export function applyTheme(monaco, theme) {
+  const light = theme === "light";
+  const name = light ? "mimi-light" : "mimi-dark";
+  const background = getComputedStyle(document.body).getPropertyValue("--bg-editor").trim();
+  const colors = /^#[0-9a-f]{6}$/i.test(background) ? { "editor.background": background } : {};
+  monaco.editor.defineTheme(name, { base: light ? "vs" : "vs-dark", inherit: true, rules: [], colors });
+  monaco.editor.setTheme(name);
+  return name;
 }
 
 const ALIASES = {

@@ -9,9 +9,9 @@ import { bus } from "./bus.js";
 import { state, commands } from "./state.js";
 import { el, ensureLink, ensureStyles } from "./panelkit.js";
 
-const THEMES = {
-  dark: { background: "#1b1d22", foreground: "#d7dae0", cursor: "#d7dae0", selectionBackground: "#3a4560" },
-  light: { background: "#ffffff", foreground: "#1f2328", cursor: "#1f2328", selectionBackground: "#bcd3f5" },
+const FALLBACK = {
+  dark: { background: "#181818", foreground: "#cccccc", cursor: "#e7e7e7", selectionBackground: "#264f78" },
+  light: { background: "#f8f8f8", foreground: "#3b3b3b", cursor: "#1f1f1f", selectionBackground: "#add6ff" },
 };
 
 let lib = null;
@@ -25,14 +25,14 @@ let current = null;
 export function mount(container) {
   ensureStyles();
   ensureLink("/vendor/xterm/css/xterm.css");
-  container.classList.add("terminal-panel");
-  container.innerHTML = "";
+  const panel = el("div", { class: "terminal-panel" });
+  container.replaceChildren(panel);
   tabbar = el("div", { class: "terminal-tabs", role: "tablist", "aria-label": "Terminals" });
   const add = el("button", { type: "button", class: "terminal-new", "aria-label": "New terminal", title: "New terminal" }, "+");
   add.addEventListener("click", () => open());
   const bar = el("div", { class: "terminal-bar" }, [tabbar, add]);
   hostEl = el("div", { id: "terminal-host", class: "terminal-host" });
-  container.append(hostEl, bar); // the bar shows on top (CSS order); focus lands in the shell first
+  panel.append(hostEl, bar); // the bar shows on top (CSS order); focus lands in the shell first
   tabbar.addEventListener("keydown", onTabKey);
 
   const seen = new ResizeObserver(() => {
@@ -43,7 +43,10 @@ export function mount(container) {
   window.addEventListener("resize", () => current?.fit());
   bus.on("layout:changed", () => requestAnimationFrame(() => current?.fit()));
   bus.on("theme:changed", (d) => {
-    for (const t of terminals) t.term && (t.term.options.theme = themeOf(d?.theme));
+    // the body's theme attribute (and so the CSS variables) may change after the event
+    requestAnimationFrame(() => {
+      for (const t of terminals) if (t.term) t.term.options.theme = themeOf(d?.theme);
+    });
   });
   bus.on("project:changed", () => {
     for (const t of [...terminals]) close(t);
@@ -57,8 +60,18 @@ function visible() {
   return hostEl.offsetWidth > 0 && hostEl.offsetHeight > 0;
 }
 
+/** xterm's colours from the shell's CSS variables (the panel's own look), else defaults. */
 function themeOf(theme) {
-  return THEMES[theme === "light" ? "light" : "dark"];
+  const base = FALLBACK[theme === "light" ? "light" : "dark"];
+  const css = getComputedStyle(document.body);
+  const pick = (name, fallback) => css.getPropertyValue(name).trim() || fallback;
+  return {
+    background: pick("--bg-side", base.background),
+    foreground: pick("--fg", base.foreground),
+    cursor: pick("--fg-strong", base.cursor),
+    cursorAccent: pick("--bg-side", base.background),
+    selectionBackground: pick("--bg-selected", base.selectionBackground),
+  };
 }
 
 async function loadLib() {
