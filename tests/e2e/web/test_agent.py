@@ -254,3 +254,9 @@ def test_accept_one_hunk_reject_the_other_then_undo(
     page.wait_for_selector('#changeset[data-status="undone"]')
     assert target.read_text() == BEFORE
     assert len(scripted.requests) == 3
+
+    page.reload()  # the session's timeline comes back from its stored events
+    page.wait_for_selector('body[data-ready="true"]', state="attached")
+    page.locator('#agent-timeline .tl-item[data-kind="session_finished"]').wait_for()
+    assert page.locator('#agent-timeline .tl-item[data-kind="user"]').count() == 1
+    assert page.locator('#agent-timeline .tl-item[data-kind="changeset_undone"]').count() == 1

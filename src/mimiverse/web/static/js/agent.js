@@ -255,7 +255,8 @@ async function resume() {
     const info = await api(`/api/agent/sessions/${encodeURIComponent(id)}`);
     const past = await api(`/api/agent/sessions/${encodeURIComponent(id)}/events`, { query: { follow: "false" } });
     session = { id };
-    for (const event of past.events) show(event);
+    for (const event of past.events) show(event, false);
+    for (const id of info.waiting_for || []) await review.show(id);
     if (["running", "waiting_approval"].includes(info.status)) {
       setRunning(true, info.status === "waiting_approval" ? "waiting for your review" : "working…");
       await followEvents();
@@ -303,8 +304,8 @@ async function followEvents() {
 
 // --- the timeline ---------------------------------------------------------------------------
 
-/** Renders one agent event. */
-function show(event) {
+/** Renders one agent event (`live`: as it happens, not replayed after a reload). */
+function show(event, live = true) {
   if (event.seq && event.seq <= lastSeq) return;
   lastSeq = Math.max(lastSeq, event.seq || 0);
   const d = event.data || {};
@@ -314,7 +315,8 @@ function show(event) {
       steps = new Map();
       tools = new Map();
       lastElapsed = 0;
-      setRunning(true, "working…");
+      if (live) setRunning(true, "working…");
+      else if (d.message) add(item("user", [el("div", { class: "tl-text" }, d.message)], "You"));
       add(item(event.kind, [
         el("div", { class: "tl-text" }, "Started"),
         el("div", { class: "tl-meta" }, `up to ${d.max_steps} steps · ${d.mode} tool calls${d.auto_approve ? " · auto-approve" : ""}`),
@@ -367,8 +369,10 @@ function show(event) {
         el("div", { class: "tl-meta" }, `${(d.hunks || []).length} hunk(s) in ${(d.files || []).join(", ")}`),
         open,
       ], "Changes"));
-      statusEl.textContent = "waiting for your review";
-      review.show(d.id).catch((err) => add(errorItem(`Could not load the changes: ${err.message}`)));
+      if (live) {
+        statusEl.textContent = "waiting for your review";
+        review.show(d.id).catch((err) => add(errorItem(`Could not load the changes: ${err.message}`)));
+      }
       break;
     }
     case "changeset_decided": {
@@ -382,7 +386,7 @@ function show(event) {
     }
     case "changeset_applied":
       add(item(event.kind, [el("div", { class: "tl-text" }, `Applied to ${(d.files || []).join(", ")}${d.status === "partially_applied" ? " (some hunks rejected)" : ""}.`)]));
-      bus.emit("file:changed", { changes: (d.files || []).map((path) => ({ change: "modified", path })) });
+      if (live) bus.emit("file:changed", { changes: (d.files || []).map((path) => ({ change: "modified", path })) });
       break;
     case "changeset_undone":
       add(item(event.kind, [el("div", { class: "tl-text" }, `Undone: ${(d.files || []).join(", ")} restored.`)]));

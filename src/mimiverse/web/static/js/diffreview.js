@@ -277,7 +277,8 @@ class Review {
       if (reject.length) await api(`${base}/reject`, { method: "POST", json: { hunks: reject } });
       let result;
       if (!agentApplies) result = await api(`${base}/apply`, { method: "POST" });
-      else result = approve.length ? await this.settled(base) : await api(base);
+      else if (approve.length) result = await this.settled(base);
+      else result = await this.closeRejected(base, cs.session_id);
       this.busy = false;
       this.load(result);
       await this.renderDiff();
@@ -305,6 +306,18 @@ class Review {
       }
       await new Promise((r) => setTimeout(r, 250));
     }
+  }
+
+  /** All rejected while the agent waited: once it has moved on, record the changeset as
+   * rejected (apply writes nothing then). */
+  async closeRejected(base, sessionId) {
+    const deadline = Date.now() + SETTLE_TIMEOUT_MS;
+    while (Date.now() < deadline) {
+      const session = await api(`/api/agent/sessions/${encodeURIComponent(sessionId)}`);
+      if (!session.waiting_for?.includes(this.cs.id)) return api(`${base}/apply`, { method: "POST" });
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    return api(base);
   }
 
   async revert() {

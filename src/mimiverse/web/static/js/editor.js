@@ -112,6 +112,7 @@ async function start() {
 
 /** Opens `path` (or switches to its tab); resolves once it is the active tab. */
 export async function openFile(path, where = {}) {
+  if (!ready) throw new Error("the editor panel is not mounted yet");
   await ready;
   let tab = tabs.find((t) => t.path === path);
   if (!tab) {

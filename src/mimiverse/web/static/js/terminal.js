@@ -197,6 +197,7 @@ class TerminalTab {
     const socket = new WebSocket(wsUrl(`/api/terminal/ws?${query}`));
     this.socket = socket;
     let exited = false;
+    let problem = "";
     socket.onopen = () => {
       this.alive = true;
       this.send({ type: "resize", cols: this.term.cols, rows: this.term.rows });
@@ -212,14 +213,15 @@ class TerminalTab {
       else if (message.type === "exit") {
         exited = true;
         this.ended(`The shell exited with code ${message.code}.`);
-      } else if (message.error) {
-        exited = true;
-        this.ended(message.error.message || "The terminal was refused.");
+      } else if (message.type === "error") {
+        problem = message.error?.message || "the server refused a frame";
+        this.term.write(`\r\n\x1b[31m[${problem}]\x1b[0m\r\n`);
       }
     };
     socket.onclose = (event) => {
-      if (this.socket !== socket) return;
-      if (!exited) this.ended(event.reason ? `Disconnected: ${event.reason}.` : "Disconnected from the server.");
+      if (this.socket !== socket || exited) return;
+      const why = event.reason || problem;
+      this.ended(why ? `Disconnected: ${why}.` : "Disconnected from the server.");
     };
   }
 
