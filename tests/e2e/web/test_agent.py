@@ -20,12 +20,12 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from tests.conftest import MimiServe
-from tests.e2e.web.conftest import IdeServer, _missing, load_ide, make_project
+from tests.e2e.web.conftest import IdeServer, load_ide, make_project
 
 if TYPE_CHECKING:
-    from playwright.sync_api import Page
+    from playwright.sync_api import Browser, Page
 
-pytestmark = [pytest.mark.e2e, pytest.mark.model]
+pytestmark = pytest.mark.e2e  # no `model` mark: the scripted server stands in for the weights
 
 TARGET = "src/greetings.py"
 BEFORE = "".join(
@@ -174,12 +174,10 @@ def scripted() -> Iterator[ScriptedModel]:
 
 @pytest.fixture(scope="module")
 def agent_server(
-    tmp_path_factory: pytest.TempPathFactory, scripted: ScriptedModel
+    tmp_path_factory: pytest.TempPathFactory, scripted: ScriptedModel, browser: Browser
 ) -> Iterator[IdeServer]:
-    """A second `mimiverse serve` whose chat model is the scripted server (no local models)."""
-    reason = _missing()
-    if reason:
-        pytest.skip(reason)
+    """A second `mimiverse serve` whose chat model is the scripted server (no local models);
+    ``browser`` first, so a machine without Chromium skips before a server starts."""
     base = tmp_path_factory.mktemp("agent-ide")
     root = make_project(base / "project")
     (root / TARGET).write_text(BEFORE)

@@ -167,7 +167,7 @@ function reset() {
 async function sendChat(text) {
   chat.push({ role: "user", content: text });
   chat = chat.slice(-CHAT_TURNS);
-  add(item("user", [el("div", { class: "tl-text" }, text)], "You"));
+  add(item("user", [el("div", { class: "tl-text" }, text)], "You"), true);
   const body = el("div", { class: "tl-md" });
   const answer = add(item("assistant", [body], "Assistant"));
   answer.classList.add("streaming");
@@ -221,7 +221,7 @@ async function sendChat(text) {
 
 async function sendAgent(text) {
   setRunning(true, "starting…");
-  add(item("user", [el("div", { class: "tl-text" }, text)], "You"));
+  add(item("user", [el("div", { class: "tl-text" }, text)], "You"), true);
   try {
     if (!session) {
       const made = await api("/api/agent/sessions", {
@@ -407,7 +407,7 @@ function show(event, live = true) {
       add(item(event.kind, [
         el("div", { class: "tl-text" }, `Finished: ${d.status}`),
         el("div", { class: "tl-meta" }, `${d.steps} step(s) · ${d.usage?.total_tokens ?? "?"} tokens · ${d.seconds} s`),
-      ]));
+      ]), live);
       setRunning(false);
       break;
     default:
@@ -420,9 +420,12 @@ function item(kind, children, heading) {
   return node;
 }
 
-function add(node) {
+/** Appends a timeline item; keeps the newest in view unless the user scrolled up to read
+ * (`force`: always, for the user's own message and the end of a run). */
+function add(node, force = false) {
+  const near = timeline.scrollHeight - timeline.scrollTop - timeline.clientHeight < 120;
   timeline.append(node);
-  follow();
+  if (near || force) timeline.scrollTop = timeline.scrollHeight;
   return node;
 }
 
