@@ -1,0 +1,1 @@
+"""Mesh devices as separate processes in Linux network namespaces (root only)."""
