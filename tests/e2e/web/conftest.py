@@ -12,18 +12,22 @@
   the prefs through the API, loads the IDE in ``page`` and waits until it has booted
   (``body[data-ready="true"]``); ``ide`` is ``open_ide()`` done. ``load_ide(page, server, ...)``
   is the same for any page and server.
+- ``eventually(check, timeout_s)``: poll ``check`` until it holds (Python Playwright has no
+  ``expect.poll``).
 - ``shots``: where screenshots go (``$MIMI_SCREENSHOTS`` or ``<repo>/.mimiverse/screenshots``).
 """
 
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import textwrap
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
 
 import pytest
@@ -33,6 +37,7 @@ from tests.conftest import MimiServe
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, Page, Playwright, Request, Route
 
+T = TypeVar("T")
 REPO = Path(__file__).resolve().parents[3]
 WEB = REPO / "src" / "mimiverse" / "web"
 CHROMIUM = Path("/usr/bin/chromium")
@@ -46,6 +51,12 @@ CHROMIUM_FLAGS = [
     "--disable-sync",
 ]
 LOCAL_HOSTS = {"127.0.0.1", "localhost", "[::1]", "::1"}
+NOT_LOCAL = re.compile(
+    r"^(?!(?:https?|wss?)://(?:127\.0\.0\.1|localhost|\[::1\])(?::\d+)?(?:[/?#]|$))"
+    r"(?!(?:data|blob|about|chrome-error):)"
+)
+"""URLs of other hosts. The route matches in Playwright's driver (a JS regex), so local
+requests never wait on Python: a test may sleep while the page works."""
 VIEWPORT_SIZE = (1440, 900)
 BOOT_TIMEOUT_MS = 30_000
 
@@ -261,7 +272,7 @@ def page(browser: Browser, page_log: PageLog) -> Iterator[Page]:
             page_log.external.append(request.url)
             route.abort("blockedbyclient")
 
-    context.route("**/*", guard)
+    context.route(NOT_LOCAL, guard)
     new = context.new_page()
     new.on("request", lambda r: None if _is_local(r.url) else page_log.external.append(r.url))
     new.on(
@@ -289,8 +300,11 @@ def load_ide(
     hash: str = "",
 ) -> Page:
     """Set the prefs (mode, theme, default layout), load the IDE and wait until it booted."""
+    before = page.request.get(server.url + "/api/ui/prefs")
+    assert before.ok, f"GET /api/ui/prefs: {before.status} {before.text()}"
+    forget = dict.fromkeys(before.json().get("layout", {}))  # null drops a key
     resp = page.request.put(
-        server.url + "/api/ui/prefs", data={"mode": mode, "theme": theme, "layout": {}}
+        server.url + "/api/ui/prefs", data={"mode": mode, "theme": theme, "layout": forget}
     )
     assert resp.ok, f"PUT /api/ui/prefs: {resp.status} {resp.text()}"
     page.goto(server.url + "/" + hash)
@@ -312,6 +326,31 @@ def open_ide(page: Page, ide_server: IdeServer) -> Callable[..., Page]:
 def ide(open_ide: Callable[..., Page]) -> Page:
     """The IDE loaded in Advanced mode, dark theme."""
     return open_ide()
+
+
+_UNSET: Any = object()
+
+
+def eventually(
+    check: Callable[[], T], timeout_s: float = 15.0, what: str = "", equals: Any = _UNSET
+) -> T:
+    """Call ``check`` until its value is truthy (or equals ``equals``); the error shows the last."""
+    deadline = time.monotonic() + timeout_s
+    last: object = None
+    while True:
+        try:
+            value = check()
+            if (value == equals) if equals is not _UNSET else bool(value):
+                return value
+            last = value
+        except AssertionError as exc:
+            last = exc
+        if time.monotonic() > deadline:
+            wanted = f", wanted {equals!r}" if equals is not _UNSET else ""
+            raise AssertionError(
+                f"{what or 'condition'} not met in {timeout_s} s (last: {last!r}{wanted})"
+            )
+        time.sleep(0.1)
 
 
 @pytest.fixture(scope="session")

@@ -1,5 +1,6 @@
 // HTTP, SSE and WebSocket helpers for the IDE's calls to its own server.
 
+import { bus } from "./bus.js";
 import { state } from "./state.js";
 
 /** An error answer from the server: `message` is the server's own words (they say what to fix). */
@@ -70,7 +71,13 @@ async function send(path, { method = "GET", json, query, signal, body, headers }
     if (cause?.name === "AbortError") throw cause;
     throw new ApiError(0, "network", `cannot reach the Mimiverse server (${cause?.message ?? cause}): is \`mimiverse serve\` running?`);
   }
-  if (!resp.ok) throw await errorOf(resp);
+  if (!resp.ok) {
+    const err = await errorOf(resp);
+    if (resp.status === 401 && state.auth === "accounts" && !path.startsWith("/api/auth/")) {
+      bus.emit("auth:required", { message: err.message });
+    }
+    throw err;
+  }
   return resp;
 }
 
