@@ -18,7 +18,7 @@ from typing import Annotated, Any, Literal, cast
 
 from fastapi import APIRouter, Depends, FastAPI, Query, Request
 from fastapi import Path as PathParam
-from pydantic import Field, JsonValue, field_validator
+from pydantic import Field
 
 from mimiverse.errors import ConfigError, Forbidden, MimiError, NotFound
 from mimiverse.mesh.codec import Value
@@ -41,6 +41,8 @@ from mimiverse.server.schemas import Body, Int
 PREVIEW_CHARS = 500
 """A log entry shows at most this much of a payload's value."""
 MAX_PEER_URL = 300
+MAX_NOTE_CHARS = 15_000
+"""Text that fits one block whatever its characters (4 UTF-8 bytes each, at worst)."""
 BACKUPS = "backups"
 NoteKind = Literal["note", "decision", "snippet"]
 AUTHOR_PATTERN = r"^([0-9a-fA-F]{64}|[A-Za-z2-7]{4}(-[A-Za-z2-7]{4}){3})$"
@@ -87,16 +89,10 @@ class InviteBody(Body):
 class NoteBody(Body):
     """PUT /api/mesh/notes/{key}."""
 
-    value: JsonValue = Field(
-        description="Any JSON but null (a block is at most 64 KiB: split larger values)."
+    value: str = Field(
+        max_length=MAX_NOTE_CHARS,
+        description="The text (a block is at most 64 KiB: longer text goes under several keys).",
     )
-
-    @field_validator("value")
-    @classmethod
-    def _not_null(cls, value: JsonValue) -> JsonValue:
-        if value is None:
-            raise ValueError("null is not a value: DELETE the key to remove it")
-        return value
 
 
 Key = Annotated[str, PathParam(min_length=1, max_length=MAX_KEY, description="The key.")]
@@ -378,7 +374,7 @@ async def put_note(
 ) -> dict[str, Any]:
     """Set a key (a signed block in this device's log, sent to peers at once)."""
     async with _replica(request, write=True) as replica:
-        block = replica.put(kind, key, cast(Value, body.value))
+        block = replica.put(kind, key, body.value)
         row = _note(replica, kind, key)
     return {"kind": kind, **row, "seq": block.seq, "hash": block.hash.hex()}
 
