@@ -1,4 +1,4 @@
-"""Mesh sync figures: delta size, verification speed, convergence (in process).
+"""Mesh sync figures: delta size, verification speed, convergence of 5 peers.
 
 * ``delta_bytes_ratio``: bytes on the wire to bring a peer up to date after ``k`` new
   blocks on a 10k-block log ÷ bytes to send it the whole log (both via ``Replica.handle``
@@ -7,16 +7,24 @@
   the whole log (decode, canonical check, Ed25519 verify, chain and roster checks,
   consistency proof, SQLite insert, state fold) — the end-to-end receive rate.
   ``signature_verify_per_s`` is the Ed25519 verification alone, for comparison.
+* ``converge_s_5peers_10k`` (the goal figure, ≤ 10 s): 5 ``MeshService`` devices on
+  127.0.0.1 (one process, one event loop), 2,000 blocks written on *each* before they
+  connect; then they dial each other over the real transport (WebSocket, handshake,
+  encrypted frames) in a line 0–1–2–3–4, so blocks from one end cross 4 hops and every
+  device takes 8,000 blocks. Timed from the first dial until all 5 hold the same state
+  hash and Merkle roots (push on connect + gossip; anti-entropy ticks are 30 s, so they
+  do not help). Median of the repetitions; ``converge_cpu_s_5peers_10k`` is their
+  median CPU time (steadier than wall time on a busy machine), and
+  ``converge_s_5peers_10k_star`` the same with every device dialing device 0.
 * ``converge_s_5peers_10k_inprocess``: 5 replicas in one process, 10k blocks written
   across them while partitioned into {0,1} / {2,3,4}, then all-pairs anti-entropy until
-  quiet. ``converge_s_5peers_10k`` (the goal figure, ≤ 10 s) needs real peers on the mesh
-  transport and is null here.
-  TODO(mesh transport): measure it with 5 `mimiverse mesh` peers on loopback.
+  quiet (``loopback.sync_pair``, no transport).
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import shutil
 import statistics
 import tempfile
@@ -29,6 +37,10 @@ from _common import emit, load_check
 from mimiverse.mesh.identity import DeviceKey
 from mimiverse.mesh.loopback import sync_pair
 from mimiverse.mesh.replica import Replica
+from mimiverse.mesh.service import MeshService
+
+PEERS = 5
+CONVERGE_TIMEOUT_S = 120.0
 
 
 def _mesh(root: Path, n: int) -> list[Replica]:
@@ -107,6 +119,68 @@ def converge_figure(root: Path, blocks: int) -> float:
     return elapsed
 
 
+def _converged(services: list[MeshService], total: int) -> bool:
+    """Same logs everywhere (cheap vector check first), then same state hash and roots."""
+    heads = [s.replica.vector().heads for s in services]
+    if any(h != heads[0] for h in heads) or sum(n for n, _ in heads[0].values()) < total:
+        return False
+    return (
+        len({s.replica.state_hash() for s in services}) == 1
+        and len({tuple(sorted(s.replica.merkle_roots().items())) for s in services}) == 1
+    )
+
+
+async def _converge_over_transport(root: Path, blocks: int, topology: str) -> dict[str, float]:
+    replicas = _mesh(root, PEERS)
+    per = blocks // PEERS
+    for i, replica in enumerate(replicas):
+        _write(replica, per, f"w{i}-")
+    total = sum(r.size(r.author) for r in replicas)  # every log, the roster included
+    services = [MeshService(r, listen="127.0.0.1:0") for r in replicas]
+    try:
+        for service in services:
+            await service.start()
+        started, cpu = time.perf_counter(), time.process_time()
+        for i in range(1, PEERS):
+            services[i].add_peer(services[i - 1 if topology == "line" else 0].url(), remember=False)
+        while not _converged(services, total):
+            if time.perf_counter() - started > CONVERGE_TIMEOUT_S:
+                raise RuntimeError(
+                    f"{PEERS} peers ({topology}) did not converge in {CONVERGE_TIMEOUT_S} s"
+                )
+            await asyncio.sleep(0.01)
+        elapsed = time.perf_counter() - started
+        return {
+            "seconds": elapsed,
+            "cpu_seconds": time.process_time() - cpu,
+            "messages": sum(s.stats.messages_out for s in services),
+            "bytes": sum(s.stats.bytes_out for s in services),
+            "accepted": sum(s.stats.accepted for s in services),
+            "refused": sum(s.stats.rejected for s in services),
+        }
+    finally:
+        await asyncio.gather(*(s.close() for s in services))
+        for replica in replicas:
+            replica.close()
+
+
+def transport_converge_figure(blocks: int, topology: str) -> tuple[float, float]:
+    """(wall seconds, CPU seconds) for 5 peers to converge over the transport."""
+    root = Path(tempfile.mkdtemp(prefix="mimi-bench-mesh-"))
+    try:
+        got = asyncio.run(_converge_over_transport(root, blocks, topology))
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    print(
+        f"converge over the transport ({topology}, {PEERS} peers × {blocks // PEERS} blocks): "
+        f"{got['seconds']:.2f} s ({got['cpu_seconds']:.2f} s CPU), "
+        f"{got['messages']:.0f} messages, {got['bytes'] / 1e6:.1f} MB, "
+        f"{got['accepted']:.0f} blocks taken, {got['refused']:.0f} refused (duplicates)",
+        flush=True,
+    )
+    return got["seconds"], got["cpu_seconds"]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="one repetition, same figures")
@@ -128,6 +202,8 @@ def main() -> None:
     finally:
         shutil.rmtree(root, ignore_errors=True)
     print(f"converge in process: {converge:.2f} s", flush=True)
+    line = [transport_converge_figure(args.blocks, "line") for _ in range(reps)]
+    star = [transport_converge_figure(args.blocks, "star") for _ in range(reps)]
     figures = {
         "bench": "mesh",
         "delta_bytes_ratio": runs[0]["delta_bytes_ratio_k10"],
@@ -137,7 +213,11 @@ def main() -> None:
         "log_blocks": runs[0]["log_blocks"],
         "verify_blocks_per_s": statistics.median(r["verify_blocks_per_s"] for r in runs),
         "signature_verify_per_s": round(signature_rate()),
-        "converge_s_5peers_10k": None,
+        "converge_s_5peers_10k": round(statistics.median(wall for wall, _ in line), 2),
+        "converge_cpu_s_5peers_10k": round(statistics.median(cpu for _, cpu in line), 2),
+        "converge_s_5peers_10k_star": round(statistics.median(wall for wall, _ in star), 2),
+        "converge_setup": f"{PEERS} MeshService peers on 127.0.0.1 in one process, real "
+        f"WebSocket channels, line topology, {args.blocks // PEERS} blocks written on each",
         "converge_s_5peers_10k_inprocess": round(converge, 2),
         "load1": round(load1, 2),
         "load_warning": busy,
