@@ -442,7 +442,8 @@ class MeshService:
         refused = sum(report.counts.values())
         self.stats.rejected += refused
         for rejection in report.rejected:
-            self._event("rejected", f"{rejection.reason}: {rejection.detail}", peer)
+            if rejection.reason != "replayed":  # gossip brings duplicates all the time
+                self._event("rejected", f"{rejection.reason}: {rejection.detail}", peer)
         for proof in report.forks:
             self._event("fork", f"{fingerprint(proof.author)} equivocated at {proof.seq}", peer)
 
