@@ -1,10 +1,14 @@
-"""Atomic file writes and bounded, encoding-tolerant reads."""
+"""Atomic file writes, bounded reads, and create, move and delete that follow no symlink."""
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import errno
+import functools
 import os
 import secrets
+import shutil
 import stat
 from collections.abc import Iterator
 from pathlib import Path
@@ -37,7 +41,7 @@ def atomic_write(
                 mode = info.st_mode & 0o7777 if stat.S_ISREG(info.st_mode) else 0o644
             except FileNotFoundError:
                 mode = 0o644
-        tmp = f".{path.name}.{secrets.token_hex(4)}.mimi-tmp"
+        tmp = _temp_name(path.name)
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NO_LINK, 0o600, dir_fd=folder)
         try:
             with os.fdopen(fd, "wb") as out:
@@ -50,6 +54,12 @@ def atomic_write(
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp, dir_fd=folder)
             raise
+
+
+def _temp_name(name: str) -> str:
+    """A hidden, unique name beside ``name`` that fits NAME_MAX however long ``name`` is."""
+    stem = name.encode()[:200].decode(errors="ignore")
+    return f".{stem}.{secrets.token_hex(4)}.mimi-tmp"
 
 
 def read_bytes(path: Path, *, beneath: Path | None = None) -> bytes:
@@ -147,3 +157,95 @@ def is_binary(data: bytes) -> bool:
 def read_text(path: Path) -> str:
     """A text file's content; undecodable bytes become U+FFFD rather than an error."""
     return path.read_bytes().decode("utf-8", errors="replace")
+
+
+# --- creating, moving and deleting (the IDE's file operations) ------------------------------
+
+
+def create_new(path: Path, data: bytes, *, beneath: Path, mode: int = 0o644) -> None:
+    """Write a new file at ``path``; FileExistsError when anything is there already.
+
+    The content goes to a temp file first and is linked into place, so the name appears
+    whole or not at all, and never replaces an entry that appeared meanwhile.
+    """
+    with _folder(path, beneath, create=True) as folder:
+        tmp = _temp_name(path.name)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NO_LINK, 0o600, dir_fd=folder)
+        try:
+            with os.fdopen(fd, "wb") as out:
+                out.write(data)
+                out.flush()
+                os.fchmod(out.fileno(), mode)
+                os.fsync(out.fileno())
+            os.link(tmp, path.name, src_dir_fd=folder, dst_dir_fd=folder, follow_symlinks=False)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp, dir_fd=folder)
+
+
+def make_dir(path: Path, *, beneath: Path) -> None:
+    """Create the folder ``path`` and any missing parents; FileExistsError when it exists."""
+    with _folder(path, beneath, create=True) as folder:
+        os.mkdir(path.name, 0o755, dir_fd=folder)
+
+
+def move(source: Path, target: Path, *, beneath: Path) -> None:
+    """Rename ``source`` (a file, folder or link, not followed) to ``target``.
+
+    Never replaces: FileExistsError when ``target`` exists. Missing parents of ``target``
+    are created. Both folders are reached without following symlinks.
+    """
+    with (
+        _folder(source, beneath, create=False) as src,
+        _folder(target, beneath, create=True) as dst,
+    ):
+        os.lstat(source.name, dir_fd=src)  # FileNotFoundError before anything else
+        if not _rename_noreplace(src, source.name, dst, target.name):
+            if _exists(dst, target.name):
+                raise FileExistsError(errno.EEXIST, "exists", str(target))
+            os.rename(source.name, target.name, src_dir_fd=src, dst_dir_fd=dst)
+
+
+def delete(path: Path, *, beneath: Path, recursive: bool = False) -> None:
+    """Delete the file, link or folder ``path`` (a link is removed, never followed).
+
+    A folder with entries needs ``recursive``; without it OSError(ENOTEMPTY) is raised.
+    """
+    with _folder(path, beneath, create=False) as folder:
+        info = os.stat(path.name, dir_fd=folder, follow_symlinks=False)
+        if not stat.S_ISDIR(info.st_mode):
+            os.unlink(path.name, dir_fd=folder)
+        elif recursive:
+            shutil.rmtree(path.name, dir_fd=folder)  # fd-based: links inside are not followed
+        else:
+            os.rmdir(path.name, dir_fd=folder)
+
+
+def _exists(folder: int, name: str) -> bool:
+    try:
+        os.stat(name, dir_fd=folder, follow_symlinks=False)
+    except FileNotFoundError:
+        return False
+    return True
+
+
+_RENAME_NOREPLACE = 1
+
+
+def _rename_noreplace(src_dir: int, src: str, dst_dir: int, dst: str) -> bool:
+    """renameat2(RENAME_NOREPLACE): atomic no-clobber rename; False where unsupported."""
+    renameat2 = getattr(_libc(), "renameat2", None)
+    if renameat2 is None:
+        return False
+    result = renameat2(src_dir, os.fsencode(src), dst_dir, os.fsencode(dst), _RENAME_NOREPLACE)
+    if result == 0:
+        return True
+    code = ctypes.get_errno()
+    if code in (errno.ENOSYS, errno.EINVAL) and _exists(src_dir, src) and not _exists(dst_dir, dst):
+        return False  # the file system cannot do it: the caller checks, then renames
+    raise OSError(code, os.strerror(code), dst)
+
+
+@functools.cache
+def _libc() -> ctypes.CDLL:
+    return ctypes.CDLL(None, use_errno=True)
