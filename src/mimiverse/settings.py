@@ -111,6 +111,11 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(
         default=4_000_000, gt=0, description="Largest request body accepted, in bytes."
     )
+    max_file_bytes: int = Field(
+        default=2 * 1024 * 1024,
+        gt=0,
+        description="Largest file the browser IDE opens or saves, in bytes (uploads: max_body_bytes).",
+    )
     log_level: Literal["debug", "info", "warning", "error"] = Field(
         default="info", description="Log verbosity."
     )

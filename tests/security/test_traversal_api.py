@@ -1,11 +1,13 @@
 """Every path-taking HTTP entry point against the traversal corpus, in-process.
 
-Paths: the codebase search's ``filters.path``, MCP ``resources/read`` (the resources
-module directly, and over a real MCP session at /mcp), and two fields that are only
-labels and never opened (FIM's ``path``/``files[].path``, the repo map's ``focus``: for
-those the check is that nothing leaks). Project references (agent sessions, codebase
-search and status, MCP's ``?project=``, ``Workspaces.project``) and project names get the
-corpus plus reference-shaped escapes such as ``alice/../../etc``.
+Paths: the codebase search's ``filters.path``, the files API (tree, content read and
+save, create, both fields of rename, delete, upload's folder and file names), MCP
+``resources/read`` (the resources module directly, and over a real MCP session at /mcp),
+and two fields that are only labels and never opened (FIM's ``path``/``files[].path``,
+the repo map's ``focus``: for those the check is that nothing leaks). Project references
+(agent sessions, codebase search and status, the files API, MCP's ``?project=``,
+``Workspaces.project``) and project names get the corpus plus reference-shaped escapes
+such as ``alice/../../etc``.
 """
 
 from __future__ import annotations
@@ -146,6 +148,43 @@ ENDPOINTS = (
         "codebase.repomap.focus",
         lambda c, p: c.get("/api/codebase/repomap", params={"focus": p}),
         refuses=False,
+    ),
+    Endpoint("files.tree.path", lambda c, p: c.get("/api/files/tree", params={"path": p})),
+    Endpoint("files.content.get", lambda c, p: c.get("/api/files/content", params={"path": p})),
+    Endpoint(
+        "files.content.put",
+        lambda c, p: c.put("/api/files/content", json={"path": p, "content": "pwned"}),
+    ),
+    Endpoint(
+        "files.create.file", lambda c, p: c.post("/api/files", json={"path": p, "content": "x"})
+    ),
+    Endpoint(
+        "files.create.dir", lambda c, p: c.post("/api/files", json={"path": p, "kind": "dir"})
+    ),
+    Endpoint(
+        "files.rename.path",
+        lambda c, p: c.post("/api/files/rename", json={"path": p, "to": "moved.txt"}),
+    ),
+    Endpoint(
+        "files.rename.to",
+        lambda c, p: c.post("/api/files/rename", json={"path": "calc.py", "to": p}),
+    ),
+    Endpoint(
+        "files.delete.path",
+        lambda c, p: c.delete("/api/files", params={"path": p, "recursive": "true"}),
+    ),
+    Endpoint(
+        "files.upload.dir",
+        lambda c, p: c.post(
+            "/api/files/upload", params={"dir": p}, files=[("files", ("pwned.txt", b"pwned"))]
+        ),
+    ),
+    Endpoint(
+        "files.upload.name",
+        lambda c, p: c.post("/api/files/upload", files=[("files", (p, b"pwned"))]),
+        # The multipart parser keeps what follows a file name's last backslash (old
+        # browsers sent 'C:\\dir\\name'): these arrive as plain names inside the root.
+        skip=frozenset({"absolute-windows", "unc"}),
     ),
 )
 
@@ -295,6 +334,13 @@ REF_ENDPOINTS = (
     ),
     Endpoint(
         "codebase.status.project", lambda c, r: c.get("/api/codebase/status", params={"project": r})
+    ),
+    Endpoint("files.tree.project", lambda c, r: c.get("/api/files/tree", params={"project": r})),
+    Endpoint(
+        "files.content.put.project",
+        lambda c, r: c.put(
+            "/api/files/content", json={"project": r, "path": "pwned.txt", "content": "x"}
+        ),
     ),
     Endpoint(
         "projects.create.name",

@@ -59,3 +59,8 @@ CREATE TABLE IF NOT EXISTS audit_log (
     detail TEXT NOT NULL DEFAULT '{}'
 );
 CREATE INDEX IF NOT EXISTS audit_log_at ON audit_log (at);
+CREATE TABLE IF NOT EXISTS ui_prefs (
+    user_id TEXT PRIMARY KEY REFERENCES users (id) ON DELETE CASCADE,
+    json TEXT NOT NULL,                -- the browser IDE's mode, theme and layout
+    updated_at REAL NOT NULL
+);

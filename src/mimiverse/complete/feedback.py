@@ -167,6 +167,7 @@ class FeedbackStore:
                     "acceptance_rate": round(accepted / shown, 4) if shown else None,
                     "accepted_chars": acc_chars,
                     "retained_chars": kept,
+                    "judged_chars": judged,
                     "retention_rate": round(kept / judged, 4) if judged else None,
                     "mean_latency_ms": round(lat, 2) if lat is not None else None,
                 }

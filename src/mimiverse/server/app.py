@@ -112,6 +112,13 @@ def create_app(settings: Settings | None = None, gateway: Gateway | None = None)
     """The running MeshService while the app runs, when ``settings.mesh`` is on."""
     if settings.mesh:
         app.state.lifespan_contexts.append(lambda: mesh.mesh_lifespan(app))
+    from mimiverse.server.metrics_series import series_lifespan
+    from mimiverse.server.routes import files, metrics, prefs
+
+    for module in (files, prefs, metrics):
+        app.include_router(module.router)
+    app.state.lifespan_contexts.append(lambda: files.watch_lifespan(app))
+    app.state.lifespan_contexts.append(lambda: series_lifespan(app))
     from mimiverse.server.limiting import limits_lifespan
 
     # First in, last out: the usage of everything that stops before it is written.
@@ -119,6 +126,9 @@ def create_app(settings: Settings | None = None, gateway: Gateway | None = None)
     from mimiverse.mcp.http import mount_mcp
 
     mount_mcp(app)
+    from mimiverse.server.web import mount_web
+
+    mount_web(app)  # after every API route and /mcp: the IDE's files never shadow them
     from mimiverse.server import openapi as openapi_doc
 
     openapi_doc.install(app)  # last: documents the errors of every router included above
