@@ -8,6 +8,7 @@ portal), so notes written through the API travel over the real transport.
 from __future__ import annotations
 
 import asyncio
+import socket
 import stat
 import time
 from collections.abc import Callable, Iterator
@@ -18,6 +19,7 @@ import pytest
 from starlette.testclient import TestClient
 
 from mimiverse.accounts.principal import SCOPES
+from mimiverse.errors import ConfigError
 from mimiverse.mesh.errors import MeshRejected
 from mimiverse.mesh.identity import DeviceKey, Invite, fingerprint
 from mimiverse.mesh.replica import Replica
@@ -29,10 +31,11 @@ from mimiverse.testing import FakeBackend, gateway_with
 
 
 def make_app(make_settings: Callable[..., Settings], mesh_dir: Path, **overrides: Any) -> Any:
-    settings = make_settings(
-        mesh_dir=mesh_dir, mesh_listen="127.0.0.1:0", mesh_sync_interval_s=1.0,
-        embedded=False, index_on_start=False, **overrides,
-    )  # fmt: skip
+    values: dict[str, Any] = {
+        "mesh_listen": "127.0.0.1:0", "mesh_sync_interval_s": 1.0, "embedded": False,
+        "index_on_start": False,
+    }  # fmt: skip
+    settings = make_settings(mesh_dir=mesh_dir, **(values | overrides))
     return create_app(settings, gateway_with(FakeBackend("fake")))
 
 
@@ -295,6 +298,19 @@ def test_no_mesh_is_a_404_and_a_node_without_one_does_not_start(
     app = make_app(make_settings, tmp_path / "none", mesh=True)
     with pytest.raises(MeshRejected, match="mimiverse mesh init"), client_of(app):
         pass
+
+
+def test_a_taken_port_fails_startup_and_names_the_setting(
+    make_settings: Callable[..., Settings], owner_dir: Path
+) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        app = make_app(make_settings, owner_dir, mesh=True, mesh_listen=f"127.0.0.1:{port}")
+        with pytest.raises(ConfigError, match="MIMI_MESH_LISTEN"), client_of(app):
+            pass
+    open_replica(owner_dir).close()  # the store was let go
 
 
 # --- who may use it --------------------------------------------------------------------------

@@ -469,7 +469,7 @@ def restore_snapshot(path: Path, directory: Path, key: DeviceKey) -> RestoreSumm
     """Rebuild this device's mesh store in ``directory`` from the snapshot at ``path``.
 
     ``directory`` must hold no mesh: it may be missing, empty, or hold only the device key
-    file. ``key`` is this device's own key (backed up apart from snapshots: a snapshot
+    file (and a store's lock file). ``key`` is this device's own key (backed up apart from snapshots: a snapshot
     never holds one); it must be on the snapshot's roster. Every block is validated as if
     a peer sent it; the store appears only once everything checked out, else nothing does.
     Sync before writing: blocks this device wrote after the snapshot live on its peers, and
@@ -504,7 +504,8 @@ def _check_empty(directory: Path) -> None:
     extra = sorted(
         p.name
         for p in directory.iterdir()
-        if p.name != KEY_NAME and not p.name.startswith(".restore-")  # an interrupted restore
+        if p.name not in (KEY_NAME, f"{STORE_NAME}.lock")
+        and not p.name.startswith(".restore-")  # an interrupted restore
     )
     if extra:
         shown = ", ".join(extra[:5]) + (" …" if len(extra) > 5 else "")

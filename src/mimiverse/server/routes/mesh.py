@@ -107,22 +107,26 @@ async def mesh_lifespan(app: FastAPI) -> AsyncIterator[None]:
     """Run this device's mesh node for the app's life (``mesh`` on); ``app.state.mesh``."""
     settings = app.state.settings
     replica = open_replica(settings.mesh_path)  # MeshNotSetUp: `mimiverse mesh init` first
-    service = MeshService(
-        replica,
-        listen=settings.mesh_listen,
-        peers=settings.mesh_peers,
-        sync_interval_s=settings.mesh_sync_interval_s,
-        discovery=settings.mesh_discovery,
-    )
+    service: MeshService | None = None
     try:
+        service = MeshService(
+            replica,
+            listen=settings.mesh_listen,
+            peers=settings.mesh_peers,
+            sync_interval_s=settings.mesh_sync_interval_s,
+            discovery=settings.mesh_discovery,
+        )
         await service.start()
-    except (OSError, ValueError) as exc:
-        await service.close()
+    except BaseException as exc:
+        if service is not None:
+            await service.close()
         replica.close()
-        raise ConfigError(
-            f"the mesh node cannot listen on {settings.mesh_listen!r} ({exc}): set "
-            "MIMI_MESH_LISTEN to a free host:port"
-        ) from None
+        if isinstance(exc, OSError | ValueError):
+            raise ConfigError(
+                f"the mesh node cannot listen on {settings.mesh_listen!r} ({exc}): set "
+                "MIMI_MESH_LISTEN to a free host:port"
+            ) from None
+        raise
     app.state.mesh = service
     try:
         yield
