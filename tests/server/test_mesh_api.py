@@ -22,6 +22,7 @@ from mimiverse.accounts.principal import SCOPES
 from mimiverse.errors import ConfigError
 from mimiverse.mesh.errors import MeshRejected
 from mimiverse.mesh.identity import DeviceKey, Invite, fingerprint
+from mimiverse.mesh.loopback import sync_pair
 from mimiverse.mesh.replica import Replica
 from mimiverse.mesh.service import MeshService, create_mesh, join_mesh, open_replica
 from mimiverse.mesh.snapshot import read_snapshot_info, restore_snapshot
@@ -269,6 +270,37 @@ def test_without_the_node_the_api_reads_and_writes_the_store(
         assert reopened.state.get("note", "k") is None and reopened.size(reopened.author) == 2
     finally:
         reopened.close()
+
+
+def test_a_delete_concurrent_with_an_edit_is_listed_and_notes_page(
+    make_settings: Callable[..., Settings], owner_dir: Path, tmp_path: Path
+) -> None:
+    owner = open_replica(owner_dir)
+    key = DeviceKey.generate()
+    member = Replica.open(tmp_path / "member", key, mesh=owner.mesh)
+    try:
+        owner.add_device(key.public, "member", "phone")
+        for name in ("a", "b", "c", "x"):
+            owner.put("snippet", name, f"text {name}")
+        sync_pair(owner, member)
+        owner.delete("snippet", "x")
+        member.put("snippet", "x", "kept on the phone")
+        sync_pair(owner, member)
+    finally:
+        owner.close()
+        member.close()
+    with client_of(make_app(make_settings, owner_dir)) as client:
+        x = notes_of(client, "snippet")["x"]
+        assert {(c["deleted"], c["value"]) for c in x["conflicts"]} == {
+            (True, None), (False, "kept on the phone"),
+        }  # fmt: skip
+        assert x["value"] in (None, "kept on the phone")
+        first = client.get("/api/mesh/notes", params={"kind": "snippet", "limit": 2}).json()
+        assert [n["key"] for n in first["notes"]] == ["a", "b"] and first["next"] == "b"
+        rest = client.get(
+            "/api/mesh/notes", params={"kind": "snippet", "limit": 2, "after": first["next"]}
+        ).json()
+        assert [n["key"] for n in rest["notes"]] == ["c", "x"] and rest["next"] is None
 
 
 def test_only_the_owners_device_invites(

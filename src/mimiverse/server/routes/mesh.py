@@ -233,7 +233,7 @@ async def log(
             {
                 "seq": b.seq,
                 "kind": b.kind,
-                "hlc": b.hlc,
+                "hlc": str(b.hlc),  # a decimal string: past 2**53, exact in JavaScript too
                 "at_ms": unpack(b.hlc)[0],
                 "hash": b.hash.hex(),
                 "author": fingerprint(b.author),
@@ -345,10 +345,16 @@ async def notes(
     ] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 200,
 ) -> dict[str, Any]:
-    """One map's keys and values, by key; concurrent edits are listed in ``conflicts``."""
+    """One map's keys and values, by key; concurrent edits are listed in ``conflicts``
+    (a key deleted on one device while edited on another is listed, with value null)."""
     async with _replica(request) as replica:
         state = replica.state
-        keys = [k for k, _ in state.items(kind) if after is None or k > after]
+        keys = [
+            k
+            for k in sorted(state.maps[kind])
+            if (after is None or k > after)
+            and (state.get(kind, k) is not None or state.conflicts(kind, k))
+        ]
         page = keys[:limit]
         rows = [_note(replica, kind, key) for key in page]
     more = len(keys) > limit
@@ -364,7 +370,8 @@ def _note(replica: Replica, kind: str, key: str) -> dict[str, Any]:
                 "value": None if w.deleted else to_json(w.value),
                 "deleted": w.deleted,
                 "author": fingerprint(w.author),
-                "hlc": w.hlc,
+                "hlc": str(w.hlc),
+                "at_ms": unpack(w.hlc)[0],
                 "hash": w.hash.hex(),
             }
             for w in replica.state.conflicts(kind, key)
