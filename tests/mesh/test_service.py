@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from mimiverse.mesh.errors import MeshRejected
+from mimiverse.mesh.replica import Replica
 from mimiverse.mesh.service import MeshService, create_mesh, join_mesh, open_replica
 
 
@@ -103,3 +104,48 @@ async def test_restart_keeps_state_and_catches_up(tmp_path: Path) -> None:
         assert member.replica.state.get("note", "n49") == 49
     finally:
         await asyncio.gather(owner.close(), member.close())
+
+
+async def test_a_restored_device_writes_only_after_it_caught_up(tmp_path: Path) -> None:
+    from mimiverse.mesh.identity import DeviceKey
+    from mimiverse.mesh.snapshot import restore_snapshot, write_snapshot
+
+    services = await owner_and_members(tmp_path, 1)
+    owner, member = services
+    try:
+        assert await converged(services)
+        async with member.writing() as replica:
+            replica.put("note", "before", 1)
+        write_snapshot(member.replica, tmp_path / "member.snap")
+        async with member.writing() as replica:
+            replica.put("note", "after-backup", 2)  # lives on the owner only, once synced
+        assert await converged(services)
+    finally:
+        await member.close()
+    member.replica.close()
+    key = DeviceKey.load(tmp_path / "m0" / "device.key")
+    restore_snapshot(tmp_path / "member.snap", tmp_path / "restored", key)
+    restored = open_replica_with(tmp_path / "restored", key)
+    with pytest.raises(MeshRejected, match="restored from a backup"):
+        restored.put("note", "too-soon", 3)
+    service = await MeshService(restored, peers=[owner.url()], sync_interval_s=1).start()
+    try:
+        assert await converged([owner, service])
+        for _ in range(100):  # the owner's vector says it holds nothing newer of ours
+            if not service.replica.restored:
+                break
+            await asyncio.sleep(0.05)
+        async with service.writing() as replica:
+            replica.put("note", "now", 4)  # seq follows the block the owner gave back
+        assert await converged([owner, service])
+        assert not owner.replica.fork_proofs()
+        assert service.replica.state.get("note", "after-backup") == 2
+    finally:
+        await asyncio.gather(owner.close(), service.close())
+
+
+def open_replica_with(directory: Path, key: object) -> Replica:
+    from mimiverse.mesh.identity import DeviceKey
+
+    assert isinstance(key, DeviceKey)
+    return Replica.open(directory, key)

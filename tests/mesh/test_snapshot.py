@@ -140,9 +140,12 @@ def test_round_trip_restores_the_same_logs_roots_and_state(
         assert back.merkle_roots() == member.merkle_roots()
         assert back.vector() == member.vector()
         assert back.state.conflicts("note", "plan")  # the concurrent edit is still shown
-        # It syncs with the mesh as the device it was, and its next write is accepted.
+        # It syncs with the mesh as the device it was, and its next write is accepted
+        # once a peer's vector showed it holds nothing newer of this device.
         owner = filled.owner
-        assert not sync_pair(back, owner).report.counts
+        with pytest.raises(MeshRejected, match="restored from a backup"):
+            back.put("note", "too", "soon")
+        assert not sync_pair(owner, back).report.counts
         block = back.put("note", "after", "restore")
         sync_pair(back, owner)
         assert owner.hash_at(back.author, block.seq) == block.hash
@@ -165,6 +168,7 @@ def test_any_device_on_the_roster_may_restore_and_a_rotated_key_is_recognised(
     back = Replica.open(tmp_path / "m2", new_key)
     try:
         assert back.author == member.author and back.epoch == 1
+        sync_pair(owner, back)  # settles the restore (nothing newer of ours out there)
         block = back.put("note", "rotated", "yes")
         assert not owner.receive([block.to_bytes()]).counts
     finally:

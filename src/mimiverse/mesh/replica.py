@@ -31,6 +31,8 @@ from mimiverse.mesh.sync import Delta, Vector, decode_message, diff, peer_has_mo
 from mimiverse.mesh.validate import Reason, Rejection, Report, check_block, check_fork_proof
 
 STORE_NAME = "mesh.sqlite3"
+RESTORED_META = "restored"
+"""Set by a restore: this device's newest blocks may live only on its peers until a sync."""
 
 
 @dataclass
@@ -83,6 +85,7 @@ class Replica:
         self.author = cast(bytes, store.get_meta("author"))
         self.epoch = int(cast(bytes, store.get_meta("epoch")))
         self.clock = HybridClock(clock=clock)
+        self.restored = store.get_meta(RESTORED_META) is not None
         self._rebuilding = False
         self.pending = PendingBuffer()
         self._load()
@@ -286,6 +289,13 @@ class Replica:
             raise MeshRejected("this device is read-only", reason="read-only device")
         if self.author in self.forks:
             raise MeshRejected("this device is quarantined", reason="author quarantined")
+        if self.restored:
+            raise MeshRejected(
+                "this device was restored from a backup: sync with a peer first (`mimiverse "
+                "mesh sync`) so the blocks it wrote after the backup come back, or a new "
+                "write would fork it",
+                reason="restored, not synced",
+            )
         if kind == "roster" and self.author != self.mesh:
             raise MeshRejected("only the owner writes the roster", reason="not owner")
         problem = self.roster.check(payload) if kind == "roster" else payloads.check(kind, payload)
@@ -464,6 +474,14 @@ class Replica:
             if self.size(author) == size:
                 return
 
+    def caught_up_with(self, peer: Vector) -> None:
+        """A peer's vector: once it holds nothing of ours we lack, a restore is settled."""
+        held = peer.heads.get(self.author)
+        if self.restored and (held is None or held[0] <= self.size(self.author)):
+            with self._transaction():
+                self.store.delete_meta(RESTORED_META)
+            self.restored = False
+
     @property
     def pending_count(self) -> int:
         return self.pending.count
@@ -574,6 +592,7 @@ class Replica:
     def answer(self, received: Vector | Delta) -> tuple[list[bytes], Report]:
         """``handle`` for a message already decoded (``sync.decode_message``)."""
         if isinstance(received, Vector):
+            self.caught_up_with(received)
             replies = []
             delta = self.diff_for(received)
             if delta:

@@ -354,6 +354,9 @@ class MeshService:
                 if isinstance(received, Vector):
                     self._peer_vectors[peer] = received
                 replies, report = self.replica.answer(received)
+                seen = self._peer_vectors.get(peer)
+                if seen is not None and self.replica.restored:
+                    self.replica.caught_up_with(seen)
             except MeshRejected as exc:
                 self._event("rejected", exc.message, peer)
                 return

@@ -46,7 +46,7 @@ from mimiverse.mesh.codec import Value
 from mimiverse.mesh.errors import MeshRejected, NotCanonical
 from mimiverse.mesh.hlc import wall_ms
 from mimiverse.mesh.identity import KEY_SIZE, SIGNATURE_SIZE, DeviceKey, fingerprint, verify
-from mimiverse.mesh.replica import STORE_NAME, Replica
+from mimiverse.mesh.replica import RESTORED_META, STORE_NAME, Replica
 from mimiverse.mesh.service import KEY_NAME, save_peers, saved_peers
 from mimiverse.mesh.store import MeshStore
 from mimiverse.mesh.validate import Report
@@ -539,6 +539,7 @@ def _restore_into(
         with replica.store.transaction():
             replica.store.set_meta("author", device)
             replica.store.set_meta("epoch", str(epoch).encode())
+            replica.store.set_meta(RESTORED_META, b"1")  # no writes before a sync
             save_peers(replica, list(info.peers))
         state = replica.state_hash()
     finally:

@@ -130,6 +130,9 @@ class MeshStore:
     def set_meta(self, key: str, value: bytes) -> None:
         self.db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
 
+    def delete_meta(self, key: str) -> None:
+        self.db.execute("DELETE FROM meta WHERE key = ?", (key,))
+
     def put_invite(self, invite_id: bytes, text: str) -> None:
         self.db.execute("INSERT INTO invites (id, text) VALUES (?, ?)", (invite_id, text))
 
