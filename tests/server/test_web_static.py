@@ -33,7 +33,7 @@ FILES = {
     "node_modules/uplot/dist/uPlot.iife.min.js": "var uPlot;\n",
     "node_modules/dompurify/dist/purify.js": "not served\n",
 }
-VENDOR = "public, max-age=31536000, immutable"
+VENDOR = "public, no-cache"
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@ its fit add-on, uPlot) under ``/vendor``. Nothing here needs credentials; the AP
 page calls are guarded (``server/auth.py``). Lookups are Starlette's ``StaticFiles``
 (normalised, symlinks out of the folder refused); on top of it this module sets content
 types (``.js`` and ``.mjs`` as text/javascript, which module scripts require), caching
-(vendor files for a long time, the app's files revalidated by ETag) and, on the page, a
+(every file revalidated by ETag: URLs carry no version) and, on the page, a
 Content-Security-Policy that allows only this origin (plus what Monaco needs).
 """
 
@@ -49,7 +49,9 @@ CONTENT_TYPES: dict[str, str] = {
     ".md": "text/markdown; charset=utf-8",
 }
 """Served types by extension (the platform's mimetypes table varies; others: its guess)."""
-VENDOR_CACHE = "public, max-age=31536000, immutable"
+VENDOR_CACHE = "public, no-cache"
+"""Vendor files keep unversioned URLs (/vendor/monaco/…), so they are revalidated too: a
+304 on loopback costs little, and an `npm ci` that upgrades Monaco shows at once."""
 APP_CACHE = "no-cache"
 """The app's own files: always revalidated (ETag), so an upgrade shows at once."""
 SETUP_HINT = "run bash scripts/setup (npm ci in src/mimiverse/web)"
