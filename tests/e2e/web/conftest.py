@@ -265,24 +265,25 @@ def page(browser: Browser, page_log: PageLog) -> Iterator[Page]:
     )
     context.set_default_timeout(15_000)
 
+    def note(url: str) -> None:
+        if not _is_local(url) and url not in page_log.external:
+            page_log.external.append(url)
+
     def guard(route: Route, request: Request) -> None:
         if _is_local(request.url):
             route.continue_()
         else:
-            page_log.external.append(request.url)
+            note(request.url)
             route.abort("blockedbyclient")
 
     context.route(NOT_LOCAL, guard)
     new = context.new_page()
-    new.on("request", lambda r: None if _is_local(r.url) else page_log.external.append(r.url))
+    new.on("request", lambda r: note(r.url))
     new.on(
         "console", lambda m: page_log.console_errors.append(m.text) if m.type == "error" else None
     )
     new.on("pageerror", lambda e: page_log.page_errors.append(str(e)))
-    new.on(
-        "websocket",
-        lambda ws: None if _is_local(ws.url) else page_log.external.append(ws.url),
-    )
+    new.on("websocket", lambda ws: note(ws.url))
     try:
         yield new
     finally:

@@ -4,8 +4,9 @@ panels, theme, the metrics page."""
 
 from __future__ import annotations
 
+import json
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,7 @@ import httpx
 import pytest
 from playwright.sync_api import Page, expect
 
+from tests.conftest import MimiServe
 from tests.e2e.web.conftest import IdeServer, eventually
 
 pytestmark = [pytest.mark.e2e, pytest.mark.model]
@@ -318,3 +320,79 @@ def test_metrics_page_draws_charts_from_the_servers_figures(
     page.get_by_role("link", name="Back to the editor").click()
     expect(page.locator("#workbench")).to_be_visible()
     expect(view).to_be_hidden()
+
+
+PASSWORD = "correct horse battery staple"
+
+
+@pytest.fixture(scope="module")
+def accounts_server(
+    tmp_path_factory: pytest.TempPathFactory, ide_server: IdeServer
+) -> Iterator[MimiServe]:
+    """A `mimiverse serve` with accounts on and no models of its own (it asks ide_server's)."""
+    data = tmp_path_factory.mktemp("accounts")
+    upstream = [
+        {"name": "upstream", "kind": "openai", "url": ide_server.url + "/v1", "model": "default",
+         "tasks": ["chat", "fim"], "fim_template": "native"},
+    ]  # fmt: skip
+    server = MimiServe(
+        data / "serve.log", data, auth="accounts", embedded="false", endpoints=json.dumps(upstream)
+    )
+    server.data = data  # type: ignore[attr-defined]
+    yield server
+    server.kill()
+
+
+def test_login_setup_projects_and_logout_with_accounts_on(
+    accounts_server: MimiServe, page: Page, shots: Path
+) -> None:
+    data: Path = accounts_server.data  # type: ignore[attr-defined]
+    page.goto(accounts_server.url + "/")
+    login = page.get_by_role("region", name="Log in")
+    expect(login.get_by_role("heading", name="Create the first admin")).to_be_visible()
+    expect(page.locator("#app")).to_be_hidden()
+    page.screenshot(path=shots / "ide-login.png")
+    page.get_by_label("Username").fill("alice")
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_label("Setup code").fill((data / "setup-code").read_text().strip())
+    page.get_by_role("button", name="Create admin and sign in").click()
+    page.wait_for_selector('body[data-ready="true"]', state="attached")
+    expect(page.get_by_role("button", name="Log out alice")).to_be_visible()
+
+    # A new project from the picker; files made there land in alice's own root.
+    page.locator("#project-button").click()
+    page.get_by_role("menu", name="Projects").get_by_role("menuitem", name="New project…").click()
+    dialog = page.get_by_role("dialog", name="New project")
+    dialog.get_by_label("Project name").fill("demo")
+    dialog.get_by_role("button", name="Create").click()
+    expect(page.locator(".toast-success")).to_contain_text("Created project alice/demo")
+    expect(page.locator("#project-button")).to_contain_text("demo")
+    expect(page.locator(".tree-empty")).to_contain_text("no files yet")
+    page.get_by_role("button", name="New File…").first.click()
+    page.get_by_role("textbox", name="New file name in the project root").fill("hello.py")
+    page.keyboard.press("Enter")
+    expect(page.locator('[role=treeitem][data-path="hello.py"]')).to_be_visible()
+    root = data / "workspaces" / "users" / "alice" / "demo"
+    eventually(lambda: (root / "hello.py").is_file(), what="file in alice/demo")
+    # A bad name: the server's own words.
+    page.locator("#project-button").click()
+    page.get_by_role("menuitem", name="New project…").click()
+    page.get_by_role("dialog", name="New project").get_by_label("Project name").fill("demo")
+    page.get_by_role("dialog", name="New project").get_by_role("button", name="Create").click()
+    expect(page.get_by_role("dialog", name="New project").get_by_role("alert")).to_contain_text(
+        "exists already"
+    )
+    page.keyboard.press("Escape")
+
+    page.get_by_role("button", name="Log out alice").click()
+    expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
+    page.get_by_label("Username").fill("alice")
+    page.get_by_label("Password").fill("not the password")
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.locator(".login-error")).to_be_visible()
+    assert page.locator(".login-error").inner_text().strip()
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_selector('body[data-ready="true"]', state="attached")
+    expect(page.locator("#project-button")).to_contain_text("demo")  # the last one used
+    expect(page.locator('[role=treeitem][data-path="hello.py"]')).to_be_visible()

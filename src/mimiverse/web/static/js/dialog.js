@@ -15,18 +15,21 @@ function modal({ role = "dialog", label, body, actions, onKey }) {
   const backdrop = h("div", { class: "dialog-backdrop" }, dialog);
   document.getElementById("overlay-root").append(backdrop);
   const release = trapFocus(dialog);
-  const close = () => {
-    release();
-    backdrop.remove();
-    if (returnTo?.isConnected) returnTo.focus();
-  };
-  dialog.addEventListener("keydown", (event) => {
+  // On the document: Escape works even when the focus fell out (a button that got disabled).
+  const onEscape = (event) => {
     if (event.key === "Escape") {
       event.preventDefault();
       event.stopPropagation();
       onKey?.("Escape");
     }
-  });
+  };
+  document.addEventListener("keydown", onEscape, true);
+  const close = () => {
+    document.removeEventListener("keydown", onEscape, true);
+    release();
+    backdrop.remove();
+    if (returnTo?.isConnected) returnTo.focus();
+  };
   return { dialog, backdrop, close };
 }
 
@@ -89,6 +92,9 @@ export function formDialog({ title, fields, confirm = "OK", note, submit }) {
         error.hidden = false;
         error.textContent = err.message ?? String(err);
         okButton.disabled = false;
+        const first = dialog.querySelector("input, select");
+        first?.focus();
+        first?.select?.();
       }
     });
     dialog.querySelector("input, select")?.focus();

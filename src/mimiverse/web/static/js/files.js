@@ -43,20 +43,51 @@ export async function allFiles() {
   return files.sort();
 }
 
-async function entriesOf(path, { cached = false } = {}) {
-  if (cached && folders.has(path)) return folders.get(path);
-  if (loading.has(path)) return loading.get(path);
-  const request = api("/api/files/tree", { query: withProject({ path }) })
-    .then((body) => body.entries ?? [])
-    .finally(() => loading.delete(path));
-  loading.set(path, request);
-  return request;
+function fetchEntries(path) {
+  return api("/api/files/tree", { query: withProject({ path }) }).then((body) => body.entries ?? []);
 }
 
+async function entriesOf(path, { cached = false } = {}) {
+  if (cached && folders.has(path)) return folders.get(path);
+  if (loading.has(path)) return loading.get(path).request;
+  return fetchEntries(path);
+}
+
+/** List `path` again; a listing that an older request brings back late never wins. */
 async function loadFolder(path) {
-  const entries = await entriesOf(path);
-  folders.set(path, entries);
-  return entries;
+  const request = fetchEntries(path);
+  const mine = { request };
+  loading.set(path, mine);
+  try {
+    const entries = await request;
+    if (loading.get(path) === mine || !folders.has(path)) folders.set(path, entries);
+    return folders.get(path) ?? entries;
+  } finally {
+    if (loading.get(path) === mine) loading.delete(path);
+  }
+}
+
+function byTreeOrder(a, b) {
+  if (a.kind !== b.kind) return a.kind === "dir" ? -1 : 1;
+  return a.name < b.name ? -1 : a.name > b.name ? 1 : 0;
+}
+
+/** Show a change the server confirmed right away; the next listing confirms it. */
+function putLocal(entry) {
+  const parent = dirname(entry.path);
+  const list = folders.get(parent);
+  if (!list) return;
+  folders.set(parent, [...list.filter((e) => e.path !== entry.path), entry].sort(byTreeOrder));
+}
+
+function dropLocal(path) {
+  const parent = dirname(path);
+  const list = folders.get(parent);
+  if (list) folders.set(parent, list.filter((e) => e.path !== path));
+}
+
+function refreshSoon(paths) {
+  reload(paths).catch((err) => console.warn("explorer: refresh failed", err));
 }
 
 function entryOf(path) {
@@ -334,9 +365,15 @@ async function createEntry(kind, parent, name) {
     return false;
   }
   editing = null;
-  for (let i = 1, parts = path.split("/"); i < parts.length; i += 1) expanded.add(parts.slice(0, i).join("/"));
-  await reload([...new Set([...folders.keys(), ...expanded])]);
-  select(path);
+  const first = name.split("/")[0];
+  const top = parent ? `${parent}/${first}` : first;
+  putLocal({ path: top, name: first, kind: top === path ? kind : "dir", size: top === path && kind === "file" ? 0 : null });
+  const parts = path.split("/");
+  for (let i = 1; i < parts.length; i += 1) expanded.add(parts.slice(0, i).join("/"));
+  render();
+  select(top);
+  await reload([...new Set([...folders.keys(), ...expanded])]).catch((err) => toastError("Cannot refresh the Explorer", err));
+  if (path !== top || selected !== path) select(path);
   if (kind === "file") open(path);
   return true;
 }
@@ -363,9 +400,12 @@ async function renameEntry(entry, name) {
   }
   editing = null;
   moveState(entry.path, to);
-  bus.emit("file:renamed", { path: entry.path, to });
-  await reload([...new Set([...folders.keys(), dirname(to)])]);
+  dropLocal(entry.path);
+  putLocal({ ...entry, path: to, name });
+  render();
   select(to);
+  bus.emit("file:renamed", { path: entry.path, to });
+  refreshSoon([...new Set([...folders.keys(), dirname(to)])]);
   return true;
 }
 
@@ -407,28 +447,37 @@ async function remove(path = selected) {
   const at = siblings.indexOf(path);
   moveState(path, "\u0000gone");
   expanded.delete("\u0000gone");
-  bus.emit("file:deleted", { path });
-  await reload([...folders.keys()]);
+  dropLocal(path);
+  render();
   const next = siblings.slice(at + 1).find((p) => !p.startsWith(`${path}/`) && itemEl(p)) ?? siblings.slice(0, at).reverse().find((p) => itemEl(p)) ?? "";
   select(next);
+  bus.emit("file:deleted", { path });
+  refreshSoon([...folders.keys()]);
 }
 
-async function upload(fileList, dir = targetFolder()) {
+async function upload(fileList, dir = targetFolder(), { overwrite = false } = {}) {
   const chosen = [...(fileList ?? [])];
   if (!chosen.length) return;
   const form = new FormData();
   for (const file of chosen) form.append("files", file, file.name);
   const where = dir || "the project root";
+  let body;
   try {
-    const body = await api("/api/files/upload", { method: "POST", query: withProject({ dir }), body: form });
-    const paths = body?.paths ?? [];
-    bus.emit("toast", { kind: "success", text: `Uploaded ${paths.length} file${paths.length === 1 ? "" : "s"} to ${where}` });
-    if (dir) expanded.add(dir);
-    await reload([...new Set([...folders.keys(), dir])]);
-    if (paths[0]) select(paths[0], { focus: false });
+    body = await api("/api/files/upload", { method: "POST", query: withProject({ dir, overwrite: overwrite ? "true" : undefined }), body: form });
   } catch (err) {
+    if (err.status === 409 && !overwrite) {
+      const replace = await confirmDialog({ title: "Replace existing files?", message: err.message, confirm: "Replace", danger: true });
+      if (replace) await upload(chosen, dir, { overwrite: true });
+      return;
+    }
     toastError(`Cannot upload to ${where}`, err);
+    return;
   }
+  const paths = body?.paths ?? [];
+  bus.emit("toast", { kind: "success", text: `Uploaded ${paths.length} file${paths.length === 1 ? "" : "s"} to ${where}` });
+  if (dir) expanded.add(dir);
+  await reload([...new Set([...folders.keys(), dir])]).catch((err) => toastError("Cannot refresh the Explorer", err));
+  if (paths[0]) select(paths[0], { focus: false });
 }
 
 function copyPath(path = selected) {
@@ -449,8 +498,9 @@ function collapseAll() {
 
 function closeMenu({ focus = true } = {}) {
   if (!menu) return;
-  menu.remove();
-  menu = null;
+  const gone = menu;
+  menu = null; // first: removing the focused item fires focusout, which closes too
+  gone.remove();
   if (focus) focusItem(selected);
 }
 
@@ -589,7 +639,10 @@ function onTreeKey(event) {
   }
 }
 
+let menuByKeyAt = 0;
+
 function menuAt(item) {
+  menuByKeyAt = Date.now();
   const box = item.querySelector(".tree-row").getBoundingClientRect();
   openMenu(item.dataset.path, box.left + 24, box.bottom);
 }
@@ -630,6 +683,13 @@ function connect() {
       try {
         const msg = JSON.parse(event.data);
         if (msg.type === "changes" && Array.isArray(msg.changes)) onChanges(msg.changes);
+        else if (msg.type === "resync") {
+          // Too many changes at once to list: reload every open folder.
+          bus.emit("file:changed", { changes: [], resync: true });
+          reload().catch((err) => console.warn("explorer: resync failed", err));
+        } else if (msg.error) {
+          toastError("Live file updates stopped", new Error(msg.error.message ?? "watch failed"));
+        }
       } catch (err) {
         console.warn("explorer: bad watch message", err);
       }
@@ -720,6 +780,7 @@ export function mount(container) {
   });
   body.addEventListener("contextmenu", (event) => {
     event.preventDefault();
+    if (Date.now() - menuByKeyAt < 500) return; // the key's own contextmenu event: open already
     const item = event.target.closest("[role=treeitem]");
     if (item) select(item.dataset.path);
     openMenu(item ? item.dataset.path : "", event.clientX, event.clientY);

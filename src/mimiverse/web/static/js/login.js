@@ -20,7 +20,7 @@ function field(name, label, type = "text", extra = {}) {
 export function showLogin(view, { setupRequired = false, reason = "" } = {}) {
   return new Promise((resolve) => {
     const username = field("username", "Username", "text", { autocomplete: "username" });
-    const password = field("password", setupRequired ? "Password (at least 12 characters)" : "Password", "password", {
+    const password = field("password", setupRequired ? "Password (at least 10 characters)" : "Password", "password", {
       autocomplete: setupRequired ? "new-password" : "current-password",
     });
     const code = setupRequired ? field("setup_code", "Setup code", "text", { autocomplete: "one-time-code" }) : null;
@@ -43,9 +43,9 @@ export function showLogin(view, { setupRequired = false, reason = "" } = {}) {
       h(
         "p",
         { class: "muted" },
-        setupRequired
-          ? "No account exists yet. Use the setup code `mimiverse serve` printed (also in <data_dir>/setup-code)."
-          : "This server has accounts: sign in to open your projects.",
+        ...(setupRequired
+          ? ["No account exists yet. Use the setup code ", h("code", {}, "mimiverse serve"), " printed (also in ", h("code", {}, "<data_dir>/setup-code"), ")."]
+          : ["This server has accounts: sign in to open your projects."]),
       ),
       form,
     );

@@ -107,9 +107,10 @@ async function createProject() {
 
 function closePicker({ focus = true } = {}) {
   if (!popover) return;
-  popover.release();
-  popover.el.remove();
-  popover = null;
+  const gone = popover;
+  popover = null; // first: removing the focused item fires focusout, which closes too
+  gone.release();
+  gone.el.remove();
   button.setAttribute("aria-expanded", "false");
   if (focus) button.focus();
 }

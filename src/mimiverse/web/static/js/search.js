@@ -52,24 +52,25 @@ function marked(text, pattern) {
   return out;
 }
 
-/** The lines to show of a hit, starting near the first line that holds a term. */
+/** The lines to show of a hit, around the line that holds the most query terms. */
 function excerpt(hit, pattern) {
   const lines = (hit.snippet ?? "").replace(/\s+$/, "").split("\n");
-  let first = 0;
+  let best = 0;
+  let bestScore = 0;
   if (pattern) {
-    const at = lines.findIndex((line) => {
-      pattern.lastIndex = 0;
-      return pattern.test(line);
+    lines.forEach((line, i) => {
+      const found = new Set([...line.matchAll(pattern)].map((m) => m[0].toLowerCase()));
+      if (found.size > bestScore) {
+        best = i;
+        bestScore = found.size;
+      }
     });
-    pattern.lastIndex = 0;
-    if (at >= 0) first = at;
   }
-  const start = Math.max(0, Math.min(first - 1, lines.length - SNIPPET_LINES));
+  const start = Math.max(0, Math.min(best - 1, lines.length - SNIPPET_LINES));
   return {
-    matchLine: (hit.start_line ?? 1) + first,
+    matchLine: (hit.start_line ?? 1) + best,
     start: (hit.start_line ?? 1) + start,
     lines: lines.slice(start, start + SNIPPET_LINES),
-    more: lines.length > start + SNIPPET_LINES,
   };
 }
 

@@ -275,6 +275,7 @@ function registerShellCommands() {
   reg({ id: "view.terminal", title: "View: Toggle Terminal", keys: "Ctrl+`", run: () => togglePanel() });
   reg({ id: "view.agent", title: "Agent: Focus Chat", keys: ["Ctrl+L", "Ctrl+Alt+I"], run: () => toggleAgent(true) });
   reg({ id: "view.agentToggle", title: "View: Toggle Agent Panel", run: () => toggleAgent() });
+  reg({ id: "view.tabMovesFocus", title: "View: Toggle Tab Key Moves Focus", keys: "Ctrl+M", run: () => setTabMovesFocus(!tabMovesFocus) });
   reg({ id: "view.nextPart", title: "View: Focus Next Part", keys: "F6", run: () => cyclePart(1) });
   reg({ id: "view.previousPart", title: "View: Focus Previous Part", keys: "Shift+F6", run: () => cyclePart(-1) });
   reg({ id: "view.editor", title: "View: Focus Editor", keys: "Ctrl+1", run: () => { toWork(); focusRegion("editor"); } });
@@ -320,7 +321,46 @@ function cyclePart(step) {
   next?.focus();
 }
 
+// --- Tab moves focus (Ctrl+M, as in VS Code) ---------------------------------------------------
+// The editor and the terminal keep Tab for indenting and for the shell. With this mode on, Tab
+// and Shift+Tab leave them for the next or previous control instead.
+
+const TAB_TRAPS = ["region-editor", "region-terminal"];
+let tabMovesFocus = false;
+
+export function setTabMovesFocus(on) {
+  tabMovesFocus = on;
+  document.body.dataset.tabMovesFocus = String(on);
+  bus.emit("status:set", { key: "tab-focus", text: on ? "Tab Moves Focus" : "", title: "Ctrl+M: Tab moves focus out of the editor and the terminal" });
+}
+
+function trapOf(el) {
+  return TAB_TRAPS.map((id) => $(id)).find((region) => region?.contains(el)) ?? null;
+}
+
+function moveFocusOutOf(trap, backwards) {
+  const all = [...document.querySelectorAll('a[href], button:not([disabled]), input:not([disabled]):not([type="hidden"]), select:not([disabled]), textarea:not([disabled]), [tabindex]:not([tabindex="-1"])')].filter(
+    (el) => el.offsetParent !== null && !el.closest("[hidden]") && !trap.contains(el),
+  );
+  const after = all.filter((el) => trap.compareDocumentPosition(el) & Node.DOCUMENT_POSITION_FOLLOWING);
+  const before = all.filter((el) => trap.compareDocumentPosition(el) & Node.DOCUMENT_POSITION_PRECEDING);
+  const target = backwards ? before[before.length - 1] ?? after[after.length - 1] : after[0] ?? before[0];
+  target?.focus();
+}
+
 function installShortcuts() {
+  window.addEventListener(
+    "keydown",
+    (event) => {
+      if (!tabMovesFocus || event.key !== "Tab" || event.ctrlKey || event.altKey || event.metaKey) return;
+      const trap = trapOf(document.activeElement);
+      if (!trap) return;
+      event.preventDefault();
+      event.stopPropagation();
+      moveFocusOutOf(trap, event.shiftKey);
+    },
+    true,
+  );
   window.addEventListener(
     "keydown",
     (event) => {
