@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.sync_api import Locator, Page, expect
+from playwright.sync_api import FilePayload, Locator, Page, expect
 
 from tests.e2e.web.conftest import IdeServer, eventually
 
@@ -181,7 +181,7 @@ def test_upload_by_button_and_by_drop(
     page, root = ide, ide_server.root
     scratch += [root / "upload_a.txt", root / "tests" / "dropped.txt"]
     page.locator("#region-files input[type=file]").set_input_files(
-        files=[{"name": "upload_a.txt", "mimeType": "text/plain", "buffer": b"first\n"}]
+        files=[FilePayload(name="upload_a.txt", mimeType="text/plain", buffer=b"first\n")]
     )
     expect(page.locator(".toast-success")).to_contain_text("Uploaded 1 file to the project root")
     expect(item(page, "upload_a.txt")).to_be_visible()
@@ -189,7 +189,7 @@ def test_upload_by_button_and_by_drop(
 
     # The same name again: asked before replacing.
     page.locator("#region-files input[type=file]").set_input_files(
-        files=[{"name": "upload_a.txt", "mimeType": "text/plain", "buffer": b"second\n"}]
+        files=[FilePayload(name="upload_a.txt", mimeType="text/plain", buffer=b"second\n")]
     )
     page.get_by_role("alertdialog", name="Replace existing files?").get_by_role(
         "button", name="Replace"

@@ -4,6 +4,7 @@ every main control (Ctrl+M lets Tab leave the editor and the terminal, as in VS 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
@@ -15,6 +16,9 @@ from playwright.sync_api import Page, expect
 from tests.e2e.web.conftest import IdeServer, PageLog
 
 pytestmark = [pytest.mark.e2e, pytest.mark.model]
+
+PROMPT = re.compile(r"[#$]\s")
+"""The shell's prompt in the terminal (root's or a user's)."""
 
 INTERACTIVE = {
     "button",
@@ -125,7 +129,7 @@ def test_every_control_has_an_accessible_name(open_ide: Callable[..., Page], pag
     expect(page.locator("#palette-list [role=option]").first).to_be_visible()
     page.keyboard.press("Enter")
     expect(page.locator("[role=tab][data-path]").first).to_be_visible(timeout=30_000)
-    expect(page.locator("#terminal-host .xterm-rows")).to_contain_text("#", timeout=30_000)
+    expect(page.locator("#terminal-host .xterm-rows")).to_contain_text(PROMPT, timeout=30_000)
     assert unnamed_controls(page) == [], "advanced mode"
 
     page.select_option("#mode-select", "expert")
@@ -185,7 +189,7 @@ def test_tab_reaches_every_main_control(open_ide: Callable[..., Page], page: Pag
     expect(page.locator("#palette-list [role=option]").first).to_be_visible()
     page.keyboard.press("Enter")
     expect(page.locator("[role=tab][data-path]").first).to_be_visible(timeout=30_000)
-    expect(page.locator("#terminal-host .xterm-rows")).to_contain_text("#", timeout=30_000)
+    expect(page.locator("#terminal-host .xterm-rows")).to_contain_text(PROMPT, timeout=30_000)
 
     page.keyboard.press("Control+M")  # Tab leaves the editor and the terminal
     expect(page.locator('[data-status="tab-focus"]')).to_have_text("Tab Moves Focus")

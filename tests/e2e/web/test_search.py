@@ -5,6 +5,7 @@ its file at the line, by mouse and by keyboard."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -62,7 +63,7 @@ def search(page: Page, query: str, mode: str = "hybrid") -> None:
 
 
 def test_hybrid_search_shows_snippets_and_a_click_opens_the_line(
-    indexed: IdeServer, open_ide: Callable[..., Page], page: Page
+    indexed: IdeServer, open_ide: Callable[..., Page], page: Page, shots: Path
 ) -> None:
     open_ide()
     record_opens(page)
@@ -71,6 +72,7 @@ def test_hybrid_search_shows_snippets_and_a_click_opens_the_line(
     expect(hit).to_be_visible()
     expect(hit.locator("mark").first).to_have_text("discounted_price", ignore_case=True)
     expect(page.locator(".hit-file", has_text="pricing.py").first).to_contain_text("src/inventory")
+    page.screenshot(path=shots / "ide-search.png")
     line = int(hit.get_attribute("data-line") or 0)
     # The hit points at a line that holds the words, not just its chunk's first line.
     text = (indexed.root / PRICING).read_text().splitlines()[line - 1]

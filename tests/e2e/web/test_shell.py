@@ -19,6 +19,9 @@ from tests.e2e.web.conftest import IdeServer, eventually
 
 pytestmark = [pytest.mark.e2e, pytest.mark.model]
 
+PROMPT = re.compile(r"[#$]\s")
+"""The shell's prompt in the terminal (root's or a user's)."""
+
 REGIONS = ("#region-files", "#region-search", "#region-terminal", "#region-agent", "#region-editor")
 
 
@@ -81,7 +84,7 @@ def test_modes_show_their_panels_and_persist(
     expect(page.locator('[data-status="cache"]')).to_be_visible()
     expect(page.locator('[data-status="latency"]')).to_be_hidden()
     expect(page.locator('[role=treeitem][data-path="src/inventory/pricing.py"]')).to_be_visible()
-    expect(page.locator("#terminal-host .xterm-rows")).to_contain_text("#", timeout=30_000)
+    expect(page.locator("#terminal-host .xterm-rows")).to_contain_text(PROMPT, timeout=30_000)
     page.screenshot(path=shots / "ide-advanced.png")
 
     page.select_option("#mode-select", "expert")

@@ -92,6 +92,20 @@ function withPageSamples(summary) {
   return { ...summary, series: [...series, ...pageSamples] };
 }
 
+/** A log axis with a line and a label at whole decades only (1 ms, 10 ms, 100 ms, 1 s …). */
+function logAxis(axis) {
+  const decades = (u, splits) => splits.map((v) => (Math.abs(Math.log10(v) - Math.round(Math.log10(v))) < 1e-9 ? v : null));
+  const label = (v) => (v === null ? "" : v < 1000 ? `${v} ms` : `${v / 1000} s`);
+  return {
+    ...axis,
+    size: 60,
+    filter: decades,
+    grid: { ...axis.grid, filter: decades },
+    ticks: { ...axis.ticks, filter: decades },
+    values: (u, vals) => vals.map(label),
+  };
+}
+
 function makeChart(uPlot, chart, table, host) {
   const colors = palette();
   const stages = [...new Set(table.names.map((n) => n.replace(/_p(50|95)_ms$/, "")))];
@@ -102,16 +116,13 @@ function makeChart(uPlot, chart, table, host) {
     height: 220,
     cursor: { drag: { x: true, y: false } },
     scales: { x: { time: true }, y: chart.unit === "%" ? { range: [0, 100] } : chart.unit === "ms" ? { distr: 3, log: 10 } : { auto: true } },
-    axes: [
-      { ...axis },
-      { ...axis, size: 56, values: (u, vals) => vals.map((v) => (chart.unit === "%" ? `${v}%` : chart.unit === "ms" ? formatMs(v) : v)) },
-    ],
+    axes: [{ ...axis }, chart.unit === "ms" ? logAxis(axis) : { ...axis, size: 60, values: (u, vals) => vals.map((v) => (chart.unit === "%" ? `${v}%` : v)) }],
     series: [
       { label: "time", value: (u, v) => (v ? new Date(v * 1000).toLocaleTimeString() : "–") },
       ...table.names.map((name, i) => {
         const stage = name.replace(/_p(50|95)_ms$/, "");
         const colour = stage !== name ? colors[stages.indexOf(stage) % colors.length] : colors[i % colors.length];
-        return { label: label(name), stroke: colour, width: 1.5, dash: /_p95_ms$/.test(name) ? [4, 3] : undefined, points: { show: false }, value: fmt, spanGaps: true };
+        return { label: label(name), stroke: colour, width: 1.5, dash: /_p95_ms$/.test(name) ? [4, 3] : undefined, points: { size: 5 }, value: fmt, spanGaps: true };
       }),
     ],
     legend: { live: true },
@@ -130,8 +141,8 @@ function renderCards(summary) {
   const stages = Object.values(summary.stages ?? {});
   const served = stages.reduce((n, s) => n + (s?.count ?? 0), 0);
   els.cards.replaceChildren(
-    card("FIM acceptance", formatRate(fim.acceptance_rate), `${fim.accepted ?? 0} of ${fim.requests ?? 0} completions accepted`),
-    card("FIM retention", formatRate(fim.retention_rate), "accepted text still there later"),
+    card("FIM acceptance", formatRate(fim.acceptance_rate), `${fim.accepted ?? 0} of ${fim.shown ?? 0} shown completions accepted`),
+    card("FIM retention", formatRate(fim.retention_rate), `${fim.retained_chars ?? 0} of ${fim.accepted_chars ?? 0} accepted characters kept`),
     card("Cache hit rate", formatRate(cache.hit_rate), `${cache.hits ?? 0} hits, ${cache.misses ?? 0} misses`),
     card("Stage samples", String(served), `${stages.length} stage${stages.length === 1 ? "" : "s"} measured`),
     card("HTTP requests", String(http.requests ?? http.total ?? "–"), http.errors !== undefined ? `${http.errors} errors` : "since the server started"),
