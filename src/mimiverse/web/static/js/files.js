@@ -9,7 +9,7 @@ import { commands, state } from "./state.js";
 import { toastError } from "./toasts.js";
 
 const SKIP_IN_LISTING = new Set(["node_modules", ".venv", "venv", "__pycache__", ".mypy_cache", ".ruff_cache", ".pytest_cache", ".tox", "dist", "build", ".next", "target"]);
-const MAX_LIST_FOLDERS = 400;
+const MAX_LIST_FOLDERS = 250;
 const MAX_LIST_FILES = 50_000;
 
 const folders = new Map(); // folder path → entries (loaded folders only)

@@ -200,9 +200,21 @@ async function renderCharts(summary, { rebuild = false } = {}) {
   }
 }
 
-async function refresh({ rebuild = false } = {}) {
+let refreshing = false;
+
+async function refresh(options = {}) {
   clearTimeout(timer);
-  if (!els || els.view.hidden) return;
+  if (!els || els.view.hidden || refreshing) return;
+  refreshing = true;
+  try {
+    await refreshOnce(options);
+  } finally {
+    refreshing = false;
+  }
+  if (!document.hidden && !els.view.hidden) timer = setTimeout(refresh, REFRESH_MS);
+}
+
+async function refreshOnce({ rebuild = false } = {}) {
   try {
     const summary = withPageSamples(await api("/api/metrics/summary"));
     lastSummary = summary;
@@ -215,7 +227,6 @@ async function refresh({ rebuild = false } = {}) {
     els.error.hidden = false;
     els.error.textContent = `Cannot read the metrics: ${err.message}`;
   }
-  if (!document.hidden && !els.view.hidden) timer = setTimeout(refresh, REFRESH_MS);
 }
 
 function resize() {

@@ -34,11 +34,15 @@ bus.on("file:deleted", ({ path }) => {
   const at = recent.indexOf(path);
   if (at >= 0) recent.splice(at, 1);
 });
-for (const name of ["file:changed", "project:changed", "file:renamed", "file:deleted"]) {
+for (const name of ["project:changed", "file:renamed", "file:deleted"]) {
   bus.on(name, () => {
     filesPromise = null;
   });
 }
+bus.on("file:changed", ({ changes = [], resync = false }) => {
+  // Edits keep the list; files that come or go change it.
+  if (resync || changes.some((c) => c.change !== "modified")) filesPromise = null;
+});
 
 /**
  * How well `query` matches `text` as a subsequence (case-insensitive): {score, positions} or

@@ -129,9 +129,32 @@ async function pollLatency() {
   });
 }
 
+let polling = false;
+let pollAgain = false;
+
+/** Poll now (one poll at a time: a call during one runs again right after it). */
 async function poll() {
   clearTimeout(timer);
   if (document.hidden || !els) return;
+  if (polling) {
+    pollAgain = true;
+    return;
+  }
+  polling = true;
+  try {
+    await pollOnce();
+  } finally {
+    polling = false;
+  }
+  if (pollAgain) {
+    pollAgain = false;
+    poll();
+  } else if (!document.hidden) {
+    timer = setTimeout(poll, indexBusy && state.mode !== "simple" ? FAST_MS : SLOW_MS);
+  }
+}
+
+async function pollOnce() {
   const expert = state.mode === "expert";
   const simple = state.mode === "simple";
   const jobs = [
@@ -152,7 +175,6 @@ async function poll() {
   const failed = results.find((r) => r.status === "rejected");
   els.bar.classList.toggle("offline", Boolean(failed && failed.reason?.status === 0));
   if (failed && failed.reason?.status === 0) set(els.model, "server unreachable", { title: failed.reason.message, kind: "error" });
-  timer = setTimeout(poll, indexBusy && !simple ? FAST_MS : SLOW_MS);
 }
 
 function showMode() {
