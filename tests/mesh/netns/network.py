@@ -57,8 +57,11 @@ def unavailable() -> str | None:
     probe = f"{PREFIX}{os.getpid()}-probe"
     try:
         run(["ip", "netns", "add", probe])
-        try:
-            run(["ip", "netns", "exec", probe, "nft", "list", "tables"])
+        try:  # everything a lab needs: a bridge, a veth pair, an nftables table
+            run(["ip", "-n", probe, "link", "add", "br0", "type", "bridge"])
+            run(["ip", "-n", probe, "link", "add", "vp0", "type", "veth", "peer", "name", "vp1"])
+            script = f"add table inet {TABLE}\ndelete table inet {TABLE}\n"
+            run(["ip", "netns", "exec", probe, "nft", "-f", "-"], stdin=script)
         finally:
             run(["ip", "netns", "del", probe])
     except (NetnsError, OSError, subprocess.TimeoutExpired) as exc:
