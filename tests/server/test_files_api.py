@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import jsonschema_rs
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -275,6 +276,28 @@ def test_create_files_and_folders(client: TestClient, project: Path) -> None:
     error(client.post("/api/files", json={"path": "d", "kind": "dir", "content": "x"}), 400)
     error(client.post("/api/files", json={"path": ".git/hooks/pre-commit", "content": "x"}), 404)
     assert not (project / ".git" / "hooks").exists()
+
+
+@pytest.mark.parametrize(
+    ("body", "status"),
+    [
+        ({"path": "f.txt", "content": "x"}, 201),
+        ({"path": "g.txt", "kind": "file", "content": "x"}, 201),
+        ({"path": "d1", "kind": "dir"}, 201),
+        ({"path": "d2", "kind": "dir", "content": None}, 201),
+        ({"path": "d3", "kind": "dir", "content": ""}, 201),
+        ({"path": "d4", "kind": "dir", "content": "x"}, 400),
+    ],
+)
+def test_the_document_admits_the_create_bodies_the_route_accepts(
+    client: TestClient, project: Path, body: dict[str, Any], status: int
+) -> None:
+    """A folder with content is a 400, and the schema says so (schemathesis holds us to it)."""
+    schema = client.get("/openapi.json").json()["components"]["schemas"]["CreateBody"]
+    assert jsonschema_rs.validator_for(schema).is_valid(body) == (status == 201)
+    resp = client.post("/api/files", json=body)
+    assert resp.status_code == status, resp.text
+    assert (project / body["path"]).exists() == (status == 201)
 
 
 def test_rename_files_and_folders(client: TestClient, project: Path) -> None:

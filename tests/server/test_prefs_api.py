@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from jsonschema import Draft202012Validator
 from starlette.testclient import TestClient
 
 from mimiverse.server.app import create_app
@@ -80,6 +81,35 @@ def test_bad_bodies_are_refused_and_change_nothing(local: Callable[[], Any], bod
         resp = client.put("/api/ui/prefs", json=body)
         assert resp.status_code == 400, resp.text
         assert client.get("/api/ui/prefs").json() == DEFAULTS
+
+
+@pytest.mark.parametrize(
+    ("raw", "status"),
+    [
+        (b'{"theme": "dark", "layout": {"sidebar": -128456.4, "a.b:c-d_1": null}}', 200),
+        (b'{"layout": {"sidebar": {"width": 1}}}', 400),
+        (b'{"layout": {"\\ud83d": 1}}', 400),
+        (b'{"layout": {"\xc3\xa9": 1}}', 400),
+        (b'{"layout": {"": 1}}', 400),
+        (b'{"layout": {"' + b"k" * 65 + b'": 1}}', 400),
+        (b'{"layout": {"x": -1000000.5}}', 400),
+    ],
+)
+def test_the_document_admits_the_layouts_the_route_accepts(
+    local: Callable[[], Any], raw: bytes, status: int
+) -> None:
+    """Keys beyond the pattern (lone surrogates, non-ASCII) and non-numbers are refused, and
+    the schema says so (schemathesis holds us to it)."""
+    with local() as client:
+        schema = client.get("/openapi.json").json()["components"]["schemas"]["PrefsUpdate"]
+        valid = Draft202012Validator(schema).is_valid(json.loads(raw))  # lone surrogates too
+        assert valid == (status == 200)
+        resp = client.put(
+            "/api/ui/prefs", content=raw, headers={"Content-Type": "application/json"}
+        )
+        assert resp.status_code == status, resp.text
+        if status != 200:
+            assert client.get("/api/ui/prefs").json() == DEFAULTS
 
 
 def test_nan_is_not_a_size(local: Callable[[], Any]) -> None:

@@ -31,6 +31,8 @@ FILE_NAME = "ui-prefs.json"
 
 LayoutKey = Annotated[str, Field(pattern=r"^[A-Za-z0-9_.:-]{1,64}$")]
 LayoutValue = Annotated[float, Field(ge=-1_000_000, le=1_000_000, allow_inf_nan=False)]
+ONLY_LAYOUT_KEYS = Field(json_schema_extra={"additionalProperties": False})
+"""A layout's schema admits no key beyond LayoutKey's pattern (as validation refuses them)."""
 
 
 class UiPrefs(BaseModel):
@@ -39,7 +41,7 @@ class UiPrefs(BaseModel):
     model_config = ConfigDict(extra="forbid")
     mode: Mode = Field(default="advanced", description="Which panels the IDE shows.")
     theme: Theme = "dark"
-    layout: dict[LayoutKey, LayoutValue] = Field(
+    layout: Annotated[dict[LayoutKey, LayoutValue], ONLY_LAYOUT_KEYS] = Field(
         default_factory=dict, description="Panel sizes by name (pixels or fractions)."
     )
 
@@ -50,7 +52,7 @@ class PrefsUpdate(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
     mode: Mode | None = None
     theme: Theme | None = None
-    layout: dict[LayoutKey, LayoutValue | None] | None = Field(
+    layout: Annotated[dict[LayoutKey, LayoutValue | None], ONLY_LAYOUT_KEYS] | None = Field(
         default=None, max_length=LAYOUT_KEYS, description="Panel sizes to set (null: forget)."
     )
 

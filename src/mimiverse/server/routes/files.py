@@ -104,14 +104,28 @@ class ContentBody(BaseModel):
     )
 
 
+ONLY_FILES_HAVE_CONTENT: dict[str, Any] = {
+    "anyOf": [
+        {"properties": {"kind": {"const": "file"}}},
+        {"properties": {"content": {"anyOf": [{"type": "null"}, {"maxLength": 0}]}}},
+    ]
+}
+"""CreateBody's schema states the rule ``ProjectFiles.create`` holds it to (a 400 otherwise):
+a folder (kind 'dir') comes with no content, or empty content."""
+
+
 class CreateBody(BaseModel):
     """POST /api/files."""
 
-    model_config = ConfigDict(extra="forbid", strict=True)
+    model_config = ConfigDict(
+        extra="forbid", strict=True, json_schema_extra=ONLY_FILES_HAVE_CONTENT
+    )
     project: ProjectRef = None
     path: ProjectPath
     kind: Literal["file", "dir"] = "file"
-    content: str | None = Field(default=None, description="A new file's text (kind 'file').")
+    content: str | None = Field(
+        default=None, description="A new file's text (kind 'file'; a folder takes none)."
+    )
 
 
 class RenameBody(BaseModel):
