@@ -241,6 +241,8 @@ class PageLog:
     console_errors: list[str] = field(default_factory=list)
     page_errors: list[str] = field(default_factory=list)
     """Uncaught exceptions in the page."""
+    http_errors: list[str] = field(default_factory=list)
+    """``"<status> <method> <url>"`` of each error answer the page got (4xx and 5xx)."""
 
 
 def _is_local(url: str) -> bool:
@@ -283,6 +285,14 @@ def page(browser: Browser, page_log: PageLog) -> Iterator[Page]:
         "console", lambda m: page_log.console_errors.append(m.text) if m.type == "error" else None
     )
     new.on("pageerror", lambda e: page_log.page_errors.append(str(e)))
+    new.on(
+        "response",
+        lambda r: (
+            page_log.http_errors.append(f"{r.status} {r.request.method} {r.url}")
+            if r.status >= 400
+            else None
+        ),
+    )
     new.on("websocket", lambda ws: note(ws.url))
     try:
         yield new

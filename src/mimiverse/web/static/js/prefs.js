@@ -59,16 +59,35 @@ export function prefs() {
   return current;
 }
 
+/** `later` on top of `earlier` (layout merged by key). */
+function merge(earlier, later) {
+  const out = { ...earlier, ...later };
+  if (earlier.layout || later.layout) out.layout = { ...earlier.layout, ...later.layout };
+  return out;
+}
+
+let retries = 0;
+
 async function flush() {
   const body = pending;
   pending = {};
   if (!Object.keys(body).length) return;
   try {
-    current = clean(await api("/api/ui/prefs", { method: "PUT", json: body }));
+    const answer = clean(await api("/api/ui/prefs", { method: "PUT", json: body }));
+    // What changed while this was on its way still counts.
+    current = clean(merge(answer, pending));
     serverOk = true;
+    retries = 0;
     writeLocal();
   } catch (err) {
     serverOk = false;
+    const transient = err.status === 0 || err.status === 429 || err.status >= 500;
+    if (transient && retries < 5) {
+      pending = merge(body, pending); // keep it for the next try
+      retries += 1;
+      clearTimeout(timer);
+      timer = setTimeout(flush, 1000 * 2 ** retries);
+    }
     if (!warned) {
       warned = true;
       bus.emit("toast", { kind: "error", text: `Preferences are kept in this browser only: ${err.message}` });
@@ -78,16 +97,8 @@ async function flush() {
 
 /** Change some prefs now (locally) and on the server soon (batched). `layout` merges by key. */
 export function savePrefs(partial, { delayMs = 300 } = {}) {
-  if (partial.layout) {
-    current.layout = { ...current.layout, ...partial.layout };
-    pending.layout = { ...current.layout };
-  }
-  for (const key of ["mode", "theme"]) {
-    if (key in partial) {
-      current[key] = partial[key];
-      pending[key] = partial[key];
-    }
-  }
+  current = merge(current, partial);
+  pending = merge(pending, partial);
   writeLocal();
   clearTimeout(timer);
   timer = setTimeout(flush, delayMs);
