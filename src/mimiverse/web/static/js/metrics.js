@@ -142,7 +142,11 @@ function renderCards(summary) {
   const served = stages.reduce((n, s) => n + (s?.count ?? 0), 0);
   els.cards.replaceChildren(
     card("FIM acceptance", formatRate(fim.acceptance_rate), `${fim.accepted ?? 0} of ${fim.shown ?? 0} shown completions accepted`),
-    card("FIM retention", formatRate(fim.retention_rate), `${fim.retained_chars ?? 0} of ${fim.accepted_chars ?? 0} accepted characters kept`),
+    card(
+      "FIM retention",
+      formatRate(fim.retention_rate),
+      typeof fim.retention_rate === "number" ? "of accepted characters still there later" : "measured a while after a completion is accepted",
+    ),
     card("Cache hit rate", formatRate(cache.hit_rate), `${cache.hits ?? 0} hits, ${cache.misses ?? 0} misses`),
     card("Stage samples", String(served), `${stages.length} stage${stages.length === 1 ? "" : "s"} measured`),
     card("HTTP requests", String(http.requests ?? http.total ?? "–"), http.errors !== undefined ? `${http.errors} errors` : "since the server started"),
