@@ -275,4 +275,4 @@ MeshNetworkLong.TestCase.settings = settings(
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
 )
-TestMeshConvergesLong = pytest.mark.slow(MeshNetworkLong.TestCase)
+TestMeshConvergesLong = pytest.mark.timeout(1200)(pytest.mark.slow(MeshNetworkLong.TestCase))

@@ -166,7 +166,8 @@ class SyncStats:
     bytes_in: int = 0
     bytes_out: int = 0
     accepted: int = 0
-    rejected: int = 0
+    rejected: int = 0  # refused for a reason (forged, forked, revoked …)
+    duplicates: int = 0  # blocks we already held (gossip sends many twice): no offence
     last_activity: float = field(default_factory=time.monotonic)
 
 
@@ -442,8 +443,9 @@ class MeshService:
 
     def _record(self, report: Report, peer: bytes) -> None:
         self.stats.accepted += len(report.accepted)
-        refused = sum(report.counts.values())
-        self.stats.rejected += refused
+        duplicates = report.counts.get("replayed", 0)
+        self.stats.duplicates += duplicates
+        self.stats.rejected += sum(report.counts.values()) - duplicates
         for rejection in report.rejected:
             if rejection.reason != "replayed":  # gossip brings duplicates all the time
                 self._event("rejected", f"{rejection.reason}: {rejection.detail}", peer)
