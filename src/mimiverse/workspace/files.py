@@ -41,19 +41,30 @@ def atomic_write(
                 mode = info.st_mode & 0o7777 if stat.S_ISREG(info.st_mode) else 0o644
             except FileNotFoundError:
                 mode = 0o644
-        tmp = _temp_name(path.name)
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NO_LINK, 0o600, dir_fd=folder)
+        tmp = _write_temp(folder, path.name, data, mode)
         try:
-            with os.fdopen(fd, "wb") as out:
-                out.write(data)
-                out.flush()
-                os.fchmod(out.fileno(), mode)
-                os.fsync(out.fileno())
             os.replace(tmp, path.name, src_dir_fd=folder, dst_dir_fd=folder)
         except BaseException:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp, dir_fd=folder)
             raise
+
+
+def _write_temp(folder: int, name: str, data: bytes, mode: int) -> str:
+    """``data`` in a new hidden temp file beside ``name`` (synced, with ``mode``); its name."""
+    tmp = _temp_name(name)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NO_LINK, 0o600, dir_fd=folder)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            out.write(data)
+            out.flush()
+            os.fchmod(out.fileno(), mode)
+            os.fsync(out.fileno())
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp, dir_fd=folder)
+        raise
+    return tmp
 
 
 def _temp_name(name: str) -> str:
@@ -169,14 +180,8 @@ def create_new(path: Path, data: bytes, *, beneath: Path, mode: int = 0o644) -> 
     whole or not at all, and never replaces an entry that appeared meanwhile.
     """
     with _folder(path, beneath, create=True) as folder:
-        tmp = _temp_name(path.name)
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NO_LINK, 0o600, dir_fd=folder)
+        tmp = _write_temp(folder, path.name, data, mode)
         try:
-            with os.fdopen(fd, "wb") as out:
-                out.write(data)
-                out.flush()
-                os.fchmod(out.fileno(), mode)
-                os.fsync(out.fileno())
             os.link(tmp, path.name, src_dir_fd=folder, dst_dir_fd=folder, follow_symlinks=False)
         finally:
             with contextlib.suppress(FileNotFoundError):
