@@ -193,11 +193,15 @@ def start_ide_server(base: Path, models_dir: Path, fim_gguf: Path, **settings: s
     return IdeServer(serve=serve, root=root, data=data)
 
 
-@pytest.fixture(scope="session")
+# Package scope, not session: Playwright's sync API keeps an event loop running in the main
+# thread while it is open, which every asyncio test after this package would trip over
+# ("Runner.run() cannot be called from a running event loop"); and the IDE's server (a
+# model in memory) should not outlive the tests that use it.
+@pytest.fixture(scope="package")
 def ide_server(
     tmp_path_factory: pytest.TempPathFactory, models_dir: Path, fim_gguf: Path
 ) -> Iterator[IdeServer]:
-    """One real `mimiverse serve` for the session (2 shared cores: never more than one)."""
+    """One real `mimiverse serve` for these tests (2 shared cores: never more than one)."""
     reason = _missing()
     if reason:
         pytest.skip(reason)
@@ -208,9 +212,9 @@ def ide_server(
         server.serve.kill()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def playwright_api() -> Iterator[Playwright]:
-    """Playwright's sync API for the session."""
+    """Playwright's sync API while this package's tests run."""
     reason = _missing()
     if reason:
         pytest.skip(reason)
@@ -220,7 +224,7 @@ def playwright_api() -> Iterator[Playwright]:
         yield pw
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def browser(playwright_api: Playwright) -> Iterator[Browser]:
     """Debian's Chromium, headless, quiet on the network."""
     launched = playwright_api.chromium.launch(
