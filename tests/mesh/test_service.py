@@ -149,3 +149,22 @@ def open_replica_with(directory: Path, key: object) -> Replica:
 
     assert isinstance(key, DeviceKey)
     return Replica.open(directory, key)
+
+
+async def test_devices_of_one_mesh_find_each_other_by_mdns(tmp_path: Path) -> None:
+    owner_replica = create_mesh(tmp_path / "owner")
+    invite = owner_replica.create_invite()
+    owner = await MeshService(owner_replica, discovery=True, sync_interval_s=1).start()
+    try:
+        joined = await join_mesh(tmp_path / "m", invite.to_text(), owner.url())
+        from mimiverse.mesh.service import save_peers
+
+        save_peers(joined, [])  # forget the owner's address: mDNS must find it
+        member = await MeshService(joined, discovery=True, sync_interval_s=1).start()
+        try:
+            assert await member.wait_for_peers(1, timeout_s=15)
+            assert await converged([owner, member])
+        finally:
+            await member.close()
+    finally:
+        await owner.close()

@@ -429,15 +429,22 @@ class MeshService:
                 await self.announce()
 
     async def _start_discovery(self) -> None:
-        from mimiverse.mesh.transport.discovery import Discovery
+        from mimiverse.mesh.transport.discovery import Announcement, Discovery
 
-        def found(announcement: Any) -> None:
-            for url in announcement.urls():
+        def found(announcement: Announcement) -> None:
+            if announcement.device_id == self.replica.author.hex():
+                return
+            for url in announcement.urls:
                 if url not in self.peers:
                     self.add_peer(url, remember=False)
 
+        host = (self.listen_on or "").rpartition(":")[0]
         self._discovery = Discovery(
-            self.replica.author.hex(), self.replica.mesh.hex(), self.port or 0, on_found=found
+            self.replica.author.hex(),
+            self.replica.mesh.hex(),
+            self.port or 0,
+            on_found=found,
+            interfaces=None if host in ("", "0.0.0.0") else [host],
         )
         await self._discovery.start()
 
