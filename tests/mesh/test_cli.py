@@ -111,3 +111,53 @@ def test_bad_input_is_explained(tmp_path: Path) -> None:
     started = time.monotonic()
     unreachable = mesh(tmp_path, "sync", "--dir", str(tmp_path / "a"), check=False)
     assert "no peers to sync with" in unreachable and time.monotonic() - started < 30
+
+
+def test_rotate_accept_role_and_revoke(tmp_path: Path) -> None:
+    """A member rotates its key, the owner countersigns, changes its role, revokes it."""
+    import asyncio
+
+    from mimiverse.mesh.identity import fingerprint
+    from mimiverse.mesh.loopback import sync_pair
+    from mimiverse.mesh.service import open_replica
+
+    a, b = tmp_path / "a", tmp_path / "b"
+    mesh(tmp_path, "init", "--dir", str(a))
+    owner = open_replica(a)
+    invite = owner.create_invite()
+    owner.close()
+
+    async def join() -> None:
+        from mimiverse.mesh.service import MeshService, join_mesh
+
+        service = await MeshService(open_replica(a)).start()
+        try:
+            (await join_mesh(b, invite.to_text(), service.url())).close()
+        finally:
+            await service.close()
+            service.replica.close()
+
+    asyncio.run(join())
+    old_key = (b / "device.key").read_bytes()
+    out = mesh(tmp_path, "rotate", "--dir", str(b))
+    request = out.split("accept-rotation ", 1)[1].split()[0]
+    assert (b / "device.key").read_bytes() != old_key and not (b / "device.key.next").exists()
+    damaged = mesh(tmp_path, "accept-rotation", "mimi-rotate:AAAA", "--dir", str(a), check=False)
+    assert "damaged" in damaged
+    assert "rotated its key" in mesh(tmp_path, "accept-rotation", request, "--dir", str(a))
+
+    owner, member = open_replica(a), open_replica(b)
+    try:
+        sync_pair(owner, member)
+        member.put("note", "signed", "with the new key")
+        assert not sync_pair(member, owner).report.counts  # accepted under the new epoch
+        who = fingerprint(member.author)
+    finally:
+        owner.close()
+        member.close()
+    assert "read-only" in mesh(tmp_path, "role", who, "read-only", "--dir", str(a))
+    assert "revoked" in mesh(tmp_path, "revoke", who, "--dir", str(a))
+    status = json.loads(mesh(tmp_path, "status", "--dir", str(a), "--json"))
+    assert {r["device"]: r["role"] for r in status["roster"]}[who] == "revoked"
+    not_owner = mesh(tmp_path, "revoke", who, "--dir", str(b), check=False)
+    assert "error:" in not_owner

@@ -109,7 +109,7 @@ def invite(
         return
     console.print(f"invite for a [bold]{role}[/] device, valid {hours:g} h, one use:")
     console.print(f"  code: [bold]{made.code()}[/]")
-    console.print(f"  text: {text}")
+    print(f"  text: {text}")  # plain: never wrapped, copies whole
     if qr:
         import segno
 
@@ -299,6 +299,57 @@ def _block_row(block: Block) -> dict[str, Any]:
         "summary": summary[:80],
         "hash": block.hash.hex(),
     }
+
+
+DeviceArg = Annotated[str, typer.Argument(help="A device fingerprint (see `mesh status`).")]
+
+
+@mesh_app.command("revoke")
+def revoke(device: DeviceArg, directory: DirOption = None) -> None:
+    """Owner: revoke a device (its later blocks are refused; it is disconnected)."""
+    with _replica(directory) as replica, _failing():
+        who = _author(replica, device)
+        replica.revoke(who)
+    console.print(f"revoked {fingerprint(who)}: sync (or a running node) tells the others")
+
+
+@mesh_app.command("role")
+def role(
+    device: DeviceArg,
+    new_role: Annotated[str, typer.Argument(metavar="ROLE", help="member or read-only.")],
+    directory: DirOption = None,
+) -> None:
+    """Owner: make a device a member or read-only."""
+    with _replica(directory) as replica, _failing():
+        if new_role not in ("member", "read-only"):
+            raise MeshRejected("ROLE is member or read-only")
+        who = _author(replica, device)
+        replica.set_role(who, new_role)  # type: ignore[arg-type]
+    console.print(f"{fingerprint(who)} is now {new_role}")
+
+
+@mesh_app.command("rotate")
+def rotate(directory: DirOption = None) -> None:
+    """Give this device a new key; prints the request the owner accepts."""
+    from mimiverse.mesh.service import rotate_key
+
+    with _replica(directory) as replica, _failing():
+        text = rotate_key(replica, _dir(directory))
+    console.print("this device now signs with a new key; on the owner's device run:")
+    print(f"  mimiverse mesh accept-rotation {text}")  # plain: never wrapped, copies whole
+
+
+@mesh_app.command("accept-rotation")
+def accept_rotation_cmd(
+    request: Annotated[str, typer.Argument(help="The mimi-rotate:… text `mesh rotate` printed.")],
+    directory: DirOption = None,
+) -> None:
+    """Owner: countersign a device's key rotation."""
+    from mimiverse.mesh.service import accept_rotation
+
+    with _replica(directory) as replica, _failing():
+        device = accept_rotation(replica, request)
+    console.print(f"{fingerprint(device)} rotated its key; sync to spread the roster")
 
 
 KindArg = Annotated[str, typer.Argument(help="note, decision, snippet or setting.")]

@@ -405,6 +405,7 @@ class Replica:
         )  # fmt: skip
         with self._transaction():
             self.store.set_meta("epoch", str(self.epoch + 1).encode())
+            self.store.set_meta("key", new_key.public)  # which key file is current
         self.key, self.epoch = new_key, self.epoch + 1
         return op
 

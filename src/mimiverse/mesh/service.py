@@ -18,7 +18,9 @@ disconnected, and the handshake refuses it from then on.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
+import os
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Iterator
@@ -42,6 +44,8 @@ from mimiverse.mesh.transport.reports import PeerReport, log
 from mimiverse.mesh.validate import Report
 
 KEY_NAME = "device.key"
+NEXT_KEY_NAME = "device.key.next"
+ROTATION_PREFIX = "mimi-rotate:"
 PEERS_META = "peers"
 MAX_EVENTS = 200
 QUIET_S = 0.3
@@ -70,7 +74,49 @@ def open_replica(directory: Path) -> Replica:
     """This device's replica in ``directory`` (raises MeshNotSetUp if there is none)."""
     if not is_set_up(directory):
         raise MeshNotSetUp(directory)
-    return Replica.open(directory, DeviceKey.load(device_key_path(directory)))
+    replica = Replica.open(directory, DeviceKey.load(device_key_path(directory)))
+    pending = directory / NEXT_KEY_NAME
+    if pending.exists():  # a rotation stopped between its steps: finish or drop it
+        current = replica.store.get_meta("key")
+        new_key = DeviceKey.load(pending)
+        if current == new_key.public:
+            os.replace(pending, device_key_path(directory))
+            replica.key = new_key
+        else:
+            pending.unlink()
+    return replica
+
+
+def rotate_key(replica: Replica, directory: Path) -> str:
+    """Switch this device to a new key; returns the request text the owner accepts.
+
+    The new key is written beside the old one first, the store then records the switch,
+    and only then does the new key replace ``device.key``: a crash between the steps is
+    finished (or undone) by ``open_replica``. Until the owner's roster block arrives,
+    peers hold this device's new blocks back ("unknown key epoch").
+    """
+    new_key = DeviceKey.generate()
+    pending = directory / NEXT_KEY_NAME
+    new_key.save(pending)
+    op = replica.begin_rotation(new_key)
+    os.replace(pending, device_key_path(directory))
+    return ROTATION_PREFIX + base64.b32encode(codec.encode(op)).decode().rstrip("=")
+
+
+def accept_rotation(replica: Replica, text: str) -> bytes:
+    """Owner: countersign a device's rotation request text; returns the device id."""
+    raw = text.strip().removeprefix(ROTATION_PREFIX).upper()
+    if not text.strip().startswith(ROTATION_PREFIX):
+        raise MeshRejected(f"a rotation request starts with {ROTATION_PREFIX!r}")
+    try:
+        op = codec.decode(base64.b32decode(raw + "=" * (-len(raw) % 8)), max_bytes=1024)
+    except (ValueError, MeshRejected):
+        op = None
+    if not isinstance(op, dict) or op.get("op") != "rotate":
+        raise MeshRejected("the rotation request is damaged: copy it again", reason="bad request")
+    replica.accept_rotation(op)
+    device = op.get("device")
+    return device if isinstance(device, bytes) else b""
 
 
 def create_mesh(directory: Path) -> Replica:
