@@ -157,6 +157,7 @@ async def _converge_over_transport(root: Path, blocks: int, topology: str) -> di
             "bytes": sum(s.stats.bytes_out for s in services),
             "accepted": sum(s.stats.accepted for s in services),
             "refused": sum(s.stats.rejected for s in services),
+            "duplicates": sum(s.stats.duplicates for s in services),
         }
     finally:
         await asyncio.gather(*(s.close() for s in services))
@@ -175,7 +176,8 @@ def transport_converge_figure(blocks: int, topology: str) -> tuple[float, float]
         f"converge over the transport ({topology}, {PEERS} peers × {blocks // PEERS} blocks): "
         f"{got['seconds']:.2f} s ({got['cpu_seconds']:.2f} s CPU), "
         f"{got['messages']:.0f} messages, {got['bytes'] / 1e6:.1f} MB, "
-        f"{got['accepted']:.0f} blocks taken, {got['refused']:.0f} refused (duplicates)",
+        f"{got['accepted']:.0f} blocks taken, {got['duplicates']:.0f} duplicates dropped, "
+        f"{got['refused']:.0f} refused",
         flush=True,
     )
     return got["seconds"], got["cpu_seconds"]
