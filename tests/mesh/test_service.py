@@ -168,3 +168,39 @@ async def test_devices_of_one_mesh_find_each_other_by_mdns(tmp_path: Path) -> No
             await member.close()
     finally:
         await owner.close()
+
+
+async def test_join_with_the_short_code_alone(tmp_path: Path) -> None:
+    owner = await MeshService(create_mesh(tmp_path / "owner")).start()
+    try:
+        code = owner.replica.create_invite().code()
+        replica = await join_mesh(tmp_path / "m", code.lower().replace("-", " "), owner.url())
+        assert replica.mesh == owner.replica.mesh
+        replica.close()
+        with pytest.raises(MeshRejected, match="owner refused"):
+            await join_mesh(tmp_path / "m2", code, owner.url())  # used up
+    finally:
+        await owner.close()
+
+
+async def test_a_node_that_cannot_prove_the_invite_is_not_trusted(tmp_path: Path) -> None:
+    """On the join path nobody is authenticated: a fake 'owner' must not enrol us."""
+    from websockets.asyncio.server import ServerConnection, serve
+
+    from mimiverse.mesh import codec
+    from mimiverse.mesh.identity import Invite
+
+    async def impostor(ws: ServerConnection) -> None:
+        message = await ws.recv(decode=False)
+        if codec.decode(bytes(message)) == {"t": "mesh?"}:
+            await ws.send(codec.encode({"mesh": b"\x01" * 32}))
+        else:
+            await ws.send(codec.encode({"ok": True, "proof": b"\x00" * 32}))
+
+    async with serve(impostor, "127.0.0.1", 0) as server:
+        port = next(iter(server.sockets)).getsockname()[1]
+        invite = Invite.create(b"\x01" * 32, "member", 2**62)
+        for answer in (invite.code(), invite.to_text()):
+            with pytest.raises(MeshRejected, match="not the mesh's owner"):
+                await join_mesh(tmp_path / "m", answer, f"127.0.0.1:{port}")
+            assert not (tmp_path / "m" / "mesh.sqlite3").exists()

@@ -121,7 +121,9 @@ def invite(
 
 @mesh_app.command("join")
 def join(
-    invite_text: Annotated[str, typer.Argument(help="The invite text (mimi-invite:…).")],
+    invite_text: Annotated[
+        str, typer.Argument(help="The invite text (mimi-invite:…) or its short code.")
+    ],
     peer: Annotated[str, typer.Option(help="The owner's node: ws://host:port/mesh/v1.")],
     name: Annotated[str, typer.Option(help="A name for this device.")] = "",
     directory: DirOption = None,

@@ -216,6 +216,16 @@ def join_request(secret: bytes, mesh: bytes, key: DeviceKey, name: str = "") -> 
     return JoinRequest(mesh, key.public, name, proof, signature)
 
 
+def owner_proof(secret: bytes, mesh: bytes, device: bytes) -> bytes:
+    """The owner's answer to an admitted join: proof that it holds the invite's secret.
+
+    The joiner checks it before keeping anything, so a node that merely claims to be the
+    owner (on the join path, where nobody is authenticated yet) cannot enrol it into
+    another mesh: only who made the invite knows the secret behind the code.
+    """
+    return hmac.new(secret, signing_input(b"join-ok", mesh, device), hashlib.sha256).digest()
+
+
 def check_join(invite: Invite, request: JoinRequest, now_ms: int) -> None:
     """Raise MeshRejected unless ``request`` answers ``invite`` and is still in time."""
     expected = _join_proof(invite.secret, invite.mesh, request.device, request.name)

@@ -21,7 +21,14 @@ from mimiverse.mesh.blocks import GENESIS, Block, ForkProof, Kind
 from mimiverse.mesh.codec import Value
 from mimiverse.mesh.errors import MeshRejected
 from mimiverse.mesh.hlc import HybridClock, wall_ms
-from mimiverse.mesh.identity import DeviceKey, Invite, JoinRequest, Role, check_join
+from mimiverse.mesh.identity import (
+    DeviceKey,
+    Invite,
+    JoinRequest,
+    Role,
+    check_join,
+    owner_proof,
+)
 from mimiverse.mesh.merkle import MerkleLog
 from mimiverse.mesh.pending import PendingBuffer
 from mimiverse.mesh.roster import Roster, add_op, revoke_op, role_op, rotation_request
@@ -376,6 +383,10 @@ class Replica:
 
     def admit(self, request: JoinRequest) -> Block:
         """Add the device of a join request that answers one of our open invites."""
+        return self.admit_with_proof(request)[0]
+
+    def admit_with_proof(self, request: JoinRequest) -> tuple[Block, bytes]:
+        """``admit``, plus the owner proof the joiner checks (``identity.owner_proof``)."""
         now = self._wall()
         for invite_id, text in self.store.open_invites():
             invite = Invite.from_text(text)
@@ -388,7 +399,7 @@ class Replica:
             with self._transaction():
                 self.store.use_invite(invite_id)
                 block = self.add_device(request.device, invite.role, request.name)
-            return block
+            return block, owner_proof(invite.secret, self.mesh, request.device)
         raise MeshRejected("no open invite matches this request", reason="bad invite proof")
 
     def begin_rotation(self, new_key: DeviceKey) -> dict[str, Value]:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import hmac
 import os
 import time
 from collections import deque
@@ -35,7 +36,16 @@ from mimiverse.errors import MimiError
 from mimiverse.mesh import codec
 from mimiverse.mesh.codec import Value
 from mimiverse.mesh.errors import MeshRejected
-from mimiverse.mesh.identity import DeviceKey, Invite, JoinRequest, fingerprint, join_request
+from mimiverse.mesh.identity import (
+    INVITE_PREFIX,
+    DeviceKey,
+    Invite,
+    JoinRequest,
+    fingerprint,
+    join_request,
+    owner_proof,
+    secret_from_code,
+)
 from mimiverse.mesh.replica import STORE_NAME, Replica
 from mimiverse.mesh.sync import Vector, decode_message
 from mimiverse.mesh.transport.channel import Channel
@@ -155,39 +165,60 @@ def save_peers(replica: Replica, peers: list[str]) -> None:
 
 
 async def join_mesh(
-    directory: Path, invite_text: str, peer_url: str, *, name: str = "", timeout_s: float = 15.0
+    directory: Path, invite: str, peer_url: str, *, name: str = "", timeout_s: float = 15.0
 ) -> Replica:
     """Answer an invite at the owner's node ``peer_url``; returns this device's new replica.
 
-    The device key is made (or reused) first; the replica is created only once the owner
-    admitted it, so a refused join leaves nothing behind but the key.
+    ``invite`` is the invite text (``mimi-invite:…``, which names the mesh) or just its
+    short code, in which case the node is asked which mesh it serves. Either way the node
+    must prove it holds the invite's secret before anything is kept. The device key is
+    made (or reused) first; the replica is created only once the owner admitted it, so a
+    refused join leaves nothing behind but the key.
     """
     if is_set_up(directory):
         raise MeshRejected(f"{directory} already holds a mesh", reason="mesh exists")
-    invite = Invite.from_text(invite_text)
+    url = check_peer_url(peer_url).removesuffix(PATH) + JOIN_PATH
+    if invite.strip().startswith(INVITE_PREFIX):
+        parsed = Invite.from_text(invite)
+        mesh, secret = parsed.mesh, parsed.secret
+    else:
+        secret = secret_from_code(invite)
+        match await _ask_join(url, codec.encode({"t": "mesh?"}), timeout_s):
+            case {"mesh": bytes(mesh)} if len(mesh) == 32:
+                pass
+            case _:
+                raise MeshRejected(f"{url} did not say which mesh it serves", reason="join refused")
     directory.mkdir(parents=True, exist_ok=True)
     key = DeviceKey.load_or_create(device_key_path(directory))
-    request = join_request(invite.secret, invite.mesh, key, name)
-    url = check_peer_url(peer_url).removesuffix(PATH) + JOIN_PATH
+    request = join_request(secret, mesh, key, name)
+    match await _ask_join(url, request.to_bytes(), timeout_s):
+        case {"ok": True, "proof": bytes(proof)}:
+            if not hmac.compare_digest(proof, owner_proof(secret, mesh, key.public)):
+                raise MeshRejected(
+                    f"{url} does not hold this invite: it is not the mesh's owner",
+                    reason="owner not proven",
+                )
+        case {"ok": False, "error": str(error)}:
+            raise MeshRejected(f"the owner refused: {error}", reason="join refused")
+        case _:
+            raise MeshRejected("the owner's reply is not a join reply", reason="join refused")
+    replica = Replica.open(directory, key, mesh=mesh)
+    save_peers(replica, [check_peer_url(peer_url)])
+    return replica
+
+
+async def _ask_join(url: str, message: bytes, timeout_s: float) -> Value:
+    """One message to a node's join path, and its reply (decoded)."""
     try:
         async with asyncio.timeout(timeout_s):
             async with connect(url, compression=None, max_size=MAX_JOIN_BYTES, proxy=None) as ws:
-                await ws.send(request.to_bytes())
+                await ws.send(message)
                 reply = await ws.recv(decode=False)
     except (OSError, TimeoutError, ConnectionClosed, InvalidHandshake, InvalidURI) as exc:
         raise MeshRejected(
             f"could not reach the owner at {url}: {exc or type(exc).__name__}", reason="unreachable"
         ) from None
-    match codec.decode(bytes(reply), max_bytes=MAX_JOIN_BYTES):
-        case {"ok": True}:
-            pass
-        case {"ok": False, "error": str(error)}:
-            raise MeshRejected(f"the owner refused: {error}", reason="join refused")
-        case _:
-            raise MeshRejected("the owner's reply is not a join reply", reason="join refused")
-    replica = Replica.open(directory, key, mesh=invite.mesh)
-    save_peers(replica, [check_peer_url(peer_url)])
-    return replica
+    return codec.decode(bytes(reply), max_bytes=MAX_JOIN_BYTES)
 
 
 @dataclass
@@ -420,15 +451,17 @@ class MeshService:
 
     async def _on_join(self, data: bytes, address: str) -> bytes:
         try:
+            if codec.decode(data, max_bytes=MAX_JOIN_BYTES) == {"t": "mesh?"}:
+                return codec.encode({"mesh": self.replica.mesh})  # public: mDNS says it too
             request = JoinRequest.from_bytes(data)
             async with self.lock:
-                self.replica.admit(request)
+                _, proof = self.replica.admit_with_proof(request)
         except MeshRejected as exc:
             self._event("join", f"refused from {address}: {exc.message}")
             return codec.encode({"ok": False, "error": exc.message})
         self._event("join", f"admitted {fingerprint(request.device)} ({request.name or '-'})")
         self._spawn(self.announce())
-        return codec.encode({"ok": True})
+        return codec.encode({"ok": True, "proof": proof})
 
     # -- internals --------------------------------------------------------------------------
 
