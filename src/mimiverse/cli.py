@@ -67,7 +67,10 @@ def serve(
     except MimiError as exc:
         raise _fail(exc) from exc
     scheme = "https" if settings.tls_certfile else "http"
-    console.print(f"Mimiverse on {scheme}://{settings.host}:{settings.port}  (OpenAI API at /v1)")
+    console.print(
+        f"Mimiverse on {scheme}://{settings.host}:{settings.port}  "
+        "(the IDE at /, OpenAI API at /v1, MCP at /mcp)"
+    )
     _announce_setup(settings)
     uvicorn.run(
         application,
