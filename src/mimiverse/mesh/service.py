@@ -315,7 +315,15 @@ class MeshService:
     async def __aexit__(self, *exc_info: object) -> None:
         await self.close()
 
-    def url(self, host: str = "127.0.0.1") -> str:
+    def url(self, host: str | None = None) -> str:
+        """Where peers dial this node: the listen address; for 0.0.0.0, a LAN address."""
+        if host is None:
+            listened = (self.listen_on or "").rpartition(":")[0]
+            host = listened or "127.0.0.1"
+            if listened in ("0.0.0.0", "::"):  # every interface: name one others can reach
+                from mimiverse.mesh.transport.discovery import lan_addresses
+
+                host = next(iter(lan_addresses()), "127.0.0.1")
         return self.node.url(host)
 
     # -- peers ------------------------------------------------------------------------------
