@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import shutil
 import socket
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -15,20 +14,13 @@ import pytest
 
 from mimiverse.errors import BadRequest, RateLimited, SandboxError
 from mimiverse.settings import Settings
-from mimiverse.workspace.limits import Limits, cgroup_parents
+from mimiverse.workspace.limits import Limits
 from mimiverse.workspace.pty import PtySession, Terminals, session_members
 from mimiverse.workspace.sandbox import INSTALL_HINT, Sandbox
+from tests.workspace.sandboxing import needs_cgroups
 
 MISSING_BWRAP = "/nonexistent/bwrap"
-needs_cgroups = pytest.mark.skipif(
-    cgroup_parents() is None, reason="cgroup v1 memory/pids controllers are not writable here"
-)
-
-
-@pytest.fixture(autouse=True)
-def _bwrap_installed() -> None:
-    if shutil.which("bwrap") is None:
-        pytest.fail("bwrap not found: run `apt-get install bubblewrap`", pytrace=False)
+pytestmark = pytest.mark.usefixtures("bwrap_installed")
 
 
 @pytest.fixture
@@ -36,16 +28,6 @@ def project(tmp_path: Path) -> Path:
     root = tmp_path / "proj"
     root.mkdir()
     return root
-
-
-@pytest.fixture
-def cgroup_parent() -> Iterator[str]:
-    """A private parent for this test's terminal cgroups, checked empty and removed after."""
-    name = f"mimiverse-test-{uuid.uuid4().hex[:8]}"
-    yield name
-    for base in (cgroup_parents(name) or {}).values():
-        assert not [p for p in base.iterdir() if p.is_dir()], f"terminal cgroups left in {base}"
-        base.rmdir()
 
 
 class Term:

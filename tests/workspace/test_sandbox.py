@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import shlex
-import shutil
 import socket
 import subprocess
 import sys
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -19,17 +18,10 @@ from mimiverse.errors import NotFound, PathOutsideWorkspace, SandboxError
 from mimiverse.workspace.limits import cgroup_parents
 from mimiverse.workspace.redact import Redactor
 from mimiverse.workspace.sandbox import Limits, Sandbox
+from tests.workspace.sandboxing import needs_cgroups
 
 PY = shlex.quote(sys.executable)
-needs_cgroups = pytest.mark.skipif(
-    cgroup_parents() is None, reason="cgroup v1 memory/pids controllers are not writable here"
-)
-
-
-@pytest.fixture(autouse=True)
-def _bwrap_installed() -> None:
-    if shutil.which("bwrap") is None:
-        pytest.fail("bwrap not found: run `apt-get install bubblewrap`", pytrace=False)
+pytestmark = pytest.mark.usefixtures("bwrap_installed")
 
 
 @pytest.fixture
@@ -37,16 +29,6 @@ def project(tmp_path: Path) -> Path:
     root = tmp_path / "proj"
     (root / "sub").mkdir(parents=True)
     return root
-
-
-@pytest.fixture
-def cgroup_parent() -> Iterator[str]:
-    """A private parent for this test's run cgroups, checked empty and removed after."""
-    name = f"mimiverse-test-{uuid.uuid4().hex[:8]}"
-    yield name
-    for base in (cgroup_parents(name) or {}).values():
-        assert not [p for p in base.iterdir() if p.is_dir()], f"run cgroups left in {base}"
-        base.rmdir()
 
 
 @pytest.fixture

@@ -25,7 +25,7 @@ import os
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -231,7 +231,7 @@ class MeshEvent:
     peer: str = ""
 
     def to_dict(self) -> dict[str, Any]:
-        return {"at": self.at, "kind": self.kind, "detail": self.detail, "peer": self.peer}
+        return asdict(self)
 
 
 @dataclass
