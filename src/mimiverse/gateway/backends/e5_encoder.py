@@ -226,6 +226,7 @@ class E5Encoder:
         self.file = E5File(path)
         self.max_tokens = max(8, min(max_tokens, self.file.max_positions))
         self.dim = self.file.hidden
+        self.lanes = 1  # one run at a time, on every thread (MatMulNBits scales with them)
         self._tokenizer = SentencePieceProcessor(model_proto=self.file.tokenizer_model())
         self._scales, self._nibbles = self.file.q4("emb.word", self.dim)
         self._positions = self.file.f32("emb.pos").reshape(-1, self.dim)

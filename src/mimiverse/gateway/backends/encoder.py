@@ -19,6 +19,8 @@ class Encoder(Protocol):
 
     dim: int
     max_tokens: int
+    lanes: int
+    """How many ``run`` calls may go at once (each on its own thread)."""
 
     def batches(self, texts: list[str], kind: str) -> list[tuple[list[int], list[list[int]]]]:
         """(input rows, their token ids) per onnxruntime run."""
