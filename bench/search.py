@@ -1,11 +1,13 @@
 """Code search quality and speed: our index (lexical, semantic, hybrid) against plain BM25
-and ripgrep, on a docstring-free copy of the CPython stdlib (BENCHMARKS.md).
+and ripgrep, on a docstring-free copy of the CPython stdlib or, with ``--corpus numpy``, of
+the installed NumPy (BENCHMARKS.md).
 
-Data (``search_dataset.py``, cached in ``~/.cache/mimiverse-bench/``): the stdlib without
-tests, every docstring blanked (line numbers kept); query = the first sentence of a
-function's original docstring, target = that function's ``def`` line to its end. A
-returned span is a hit when it contains the ``def`` line, covers at least half of the
-target and is at most 3× its length. MRR@10 (primary), Recall@1, Recall@10.
+Data (``search_dataset.py``, cached in ``~/.cache/mimiverse-bench/``, a folder per
+corpus): the stdlib (or NumPy) without tests, every docstring blanked (line numbers kept);
+query = the first sentence of a function's original docstring, target = that function's
+``def`` line to its end. A returned span is a hit when it contains the ``def`` line, covers
+at least half of the target and is at most 3× its length. MRR@10 (primary), Recall@1,
+Recall@10.
 
 Each run copies the corpus to a temp folder and indexes it with the real ``Indexer``
 (``build_indexer``/``build_gateway``, SQLite store, temp data dir, response cache off so
@@ -40,6 +42,8 @@ Figures (last line, one JSON object):
 higher than the full run's and moves ±0.05 between changes; use it as a smoke test). The
 full run indexes the whole corpus (728 files, ~14,800 chunks, 1000 queries); the embedded
 e5-small embeds ~20 chunks/s on 2 cores, so it takes ~15 min (``--no-semantic``: ~3 min).
+``--corpus numpy``: the same method and rules on NumPy's sources (its own dataset cache;
+the ``--reuse-vectors`` cache is shared, keyed by chunk hash); ``--scale`` is stdlib only.
 
 The 1-minute load average is checked at the start: above 1.5 a warning is printed and
 ``"load_warning": true`` is set (quality figures are unaffected, timings are not to be
@@ -68,7 +72,7 @@ from typing import Any, Protocol
 
 from _common import SEED, emit, load_check, percentile, rounded, table
 from search_baselines import Bm25Baseline, RipgrepBaseline, StoredChunk
-from search_dataset import Dataset, Query, dataset, file_order
+from search_dataset import CORPORA, Dataset, Query, dataset, file_order
 from search_scale import add_distractors
 
 QUICK_FILES = 150
@@ -382,18 +386,18 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     load1, busy = load_check()
     with contextlib.suppress(ImportError):  # before usearch (see local_embed.preload_runtime)
         import onnxruntime  # noqa: F401
-    ds, cache = dataset(rebuild=args.rebuild)
+    ds, cache = dataset(rebuild=args.rebuild, corpus=args.corpus)
     files_n = args.files if args.files is not None else (QUICK_FILES if args.quick else None)
     queries_n = (
         args.queries if args.queries is not None else (QUICK_QUERIES if args.quick else None)
     )
     lines_n = args.lines if args.lines is not None else (QUICK_LINES if args.quick else None)
     files, queries = subset(ds, cache, files_n, queries_n, lines_n)
-    print(f"corpus: {len(files)} stdlib files (docstrings stripped), {len(queries)} queries; "
-          f"dataset cache {cache}", flush=True)  # fmt: skip
+    print(f"corpus: {len(files)} {args.corpus} files (docstrings stripped), "
+          f"{len(queries)} queries; dataset cache {cache}", flush=True)  # fmt: skip
 
     work = Path(tempfile.mkdtemp(prefix="mimi-search-bench-"))
-    figures: dict[str, Any] = {"bench": "search", "quick": bool(args.quick)}
+    figures: dict[str, Any] = {"bench": "search", "corpus": args.corpus, "quick": bool(args.quick)}
     try:
         root = work / "corpus"
         copy_corpus(ds.root, files, root)
@@ -608,6 +612,12 @@ def main(argv: Sequence[str] | None = None) -> None:
         action="store_true",
         help=f"≤ {QUICK_FILES} files of ≤ {QUICK_LINES} lines in all, ≤ {QUICK_QUERIES} queries",
     )
+    parser.add_argument(
+        "--corpus",
+        choices=CORPORA,
+        default="stdlib",
+        help="what to index and query (default stdlib)",
+    )
     parser.add_argument("--no-semantic", action="store_true", help="skip embedding (lexical only)")
     parser.add_argument("--no-ripgrep", action="store_true", help="skip the ripgrep baseline")
     parser.add_argument("--files", type=int, default=None, help="index the first N files (seeded)")
@@ -634,6 +644,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         "--timed-embed", type=int, default=600, help="with --reuse-vectors: chunks left to embed"
     )
     args = parser.parse_args(argv)
+    if args.scale and args.corpus != "stdlib":
+        parser.error("--scale adds installed packages (NumPy among them): stdlib corpus only")
     figures = asyncio.run(run(args))
     print_table(figures)
     emit(figures)

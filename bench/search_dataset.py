@@ -1,5 +1,6 @@
 """The search dataset (CodeSearchNet method, see BENCHMARKS.md): a docstring-free copy of
-the CPython stdlib and docstring → function queries, cached per Python version.
+the CPython stdlib (or of the installed NumPy) and docstring → function queries, cached per
+Python version (and NumPy version).
 
 Corpus: every ``*.py`` of ``sysconfig.get_paths()["stdlib"]`` except ``site-packages``/
 ``dist-packages``, test folders (``test``, ``tests``, ``idle_test``: this covers
@@ -9,6 +10,9 @@ Corpus: every ``*.py`` of ``sysconfig.get_paths()["stdlib"]`` except ``site-pack
 duplicate-code rule keeps its near-identical codec methods out of the queries. Files the
 indexer's own scan refuses (e.g. the stdlib ``venv/`` package, whose folder name the scan
 always skips) are left out of the copy, so every method indexes the same files.
+The NumPy corpus (``corpus="numpy"``) is the installed package's ``*.py`` under the same
+rules, without ``conftest.py`` and ``_core/_add_newdocs*.py`` (docstrings of C objects,
+passed as string arguments: stripping would not remove them); ``distutils``/``f2py`` stay.
 
 Stripping: every docstring (module, class, function) is found with ``ast`` and its
 characters are replaced by spaces, line breaks kept, so every other line keeps its number;
@@ -29,6 +33,8 @@ from __future__ import annotations
 
 import ast
 import hashlib
+import importlib.metadata
+import importlib.util
 import inspect
 import json
 import random
@@ -50,6 +56,10 @@ VERSION = "1"
 SKIP_DIRS = frozenset(
     {"site-packages", "dist-packages", "test", "tests", "idle_test", "__pycache__"}
 )
+NUMPY_SKIP_FILES = frozenset({"conftest.py", "_add_newdocs.py", "_add_newdocs_scalars.py"})
+"""Pytest setup, and NumPy's docstrings of C objects: their text is passed as string
+arguments (``add_newdoc(…)``), not docstrings, so stripping would leave them in."""
+CORPORA = ("stdlib", "numpy")
 _SENTENCE = re.compile(r"^(.+?[.!?])(?=\s)")
 _DOC_OWNERS = (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)
 
@@ -238,22 +248,37 @@ def python_sources(root: Path, skip: frozenset[str]) -> list[Path]:
     return sorted(files, key=lambda p: p.relative_to(root).as_posix())
 
 
-def cache_dir() -> Path:
-    """``~/.cache/mimiverse-bench/search-<python version>-v<VERSION>``."""
+def corpus_sources(corpus: str) -> tuple[Path, list[Path]]:
+    """The installed source root of ``corpus`` (``stdlib``/``numpy``) and its files."""
+    if corpus == "stdlib":
+        root = Path(sysconfig.get_paths()["stdlib"])
+        return root, stdlib_sources(root)
+    spec = importlib.util.find_spec(corpus)
+    if spec is None or not spec.submodule_search_locations:
+        raise SystemExit(f"{corpus} is not installed in this interpreter")
+    root = Path(spec.submodule_search_locations[0])
+    files = [p for p in python_sources(root, SKIP_DIRS) if p.name not in NUMPY_SKIP_FILES]
+    return root, files
+
+
+def cache_dir(corpus: str = "stdlib") -> Path:
+    """``~/.cache/mimiverse-bench/search-py<python version>-v<VERSION>`` for the stdlib,
+    ``…/search-numpy<numpy version>-py<python version>-v<VERSION>`` for NumPy."""
     version = ".".join(map(str, sys.version_info[:3]))
-    return Path.home() / ".cache" / "mimiverse-bench" / f"search-py{version}-v{VERSION}"
+    name = "" if corpus == "stdlib" else corpus + importlib.metadata.version(corpus) + "-"
+    return Path.home() / ".cache" / "mimiverse-bench" / f"search-{name}py{version}-v{VERSION}"
 
 
-def build(target: Path, log: bool = True) -> Dataset:
-    """Strip the stdlib into ``target/corpus`` and write ``target/dataset.json``."""
+def build(target: Path, log: bool = True, corpus_name: str = "stdlib") -> Dataset:
+    """Strip the corpus into ``target/corpus`` and write ``target/dataset.json``."""
     from mimiverse.index.scan import scan
 
-    source_root = Path(sysconfig.get_paths()["stdlib"])
+    source_root, sources = corpus_sources(corpus_name)
     work = Path(tempfile.mkdtemp(prefix="search-build-", dir=target.parent))
     corpus = work / "corpus"
     stats: Counter[str] = Counter()
     originals: dict[str, str] = {}
-    for path in stdlib_sources(source_root):
+    for path in sources:
         rel = path.relative_to(source_root).as_posix()
         try:
             text = path.read_bytes().decode("utf-8")
@@ -312,7 +337,7 @@ def build(target: Path, log: bool = True) -> Dataset:
     payload = {
         "version": VERSION,
         "python": sys.version,
-        "stdlib": str(source_root),
+        corpus_name: str(source_root),
         "seed": SEED,
         "file_order": order + sorted(set(originals) - set(order)),
         "files": sorted(originals),
@@ -346,10 +371,10 @@ def file_order(target: Path) -> list[str]:
     return _ORDER[target]
 
 
-def dataset(rebuild: bool = False) -> tuple[Dataset, Path]:
+def dataset(rebuild: bool = False, corpus: str = "stdlib") -> tuple[Dataset, Path]:
     """The cached dataset, built first if missing (or ``rebuild``); and its cache folder."""
-    target = cache_dir()
+    target = cache_dir(corpus)
     if rebuild or not (target / "dataset.json").is_file():
         target.parent.mkdir(parents=True, exist_ok=True)
-        return build(target), target
+        return build(target, corpus_name=corpus), target
     return load(target), target
