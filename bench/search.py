@@ -40,8 +40,8 @@ Figures (last line, one JSON object):
 ``--quick``: files that hold queries, in the seeded order, up to 12,000 lines in all
 (~35 files, ~600 chunks, ~110 queries: small files, few distractors, so its MRR runs
 higher than the full run's and moves ±0.05 between changes; use it as a smoke test). The
-full run indexes the whole corpus (728 files, ~14,800 chunks, 1000 queries); the embedded
-e5-small embeds ~20 chunks/s on 2 cores, so it takes ~15 min (``--no-semantic``: ~3 min).
+full run indexes the whole corpus (730 files, ~17,400 chunks, 1000 queries); the embedded
+bge-small embeds ~65 chunks/s on 2 cores, so it takes ~6 min (``--no-semantic``: ~2 min).
 ``--corpus numpy``: the same method and rules on NumPy's sources (its own dataset cache;
 the ``--reuse-vectors`` cache is shared, keyed by chunk hash); ``--scale`` is stdlib only.
 
@@ -77,7 +77,7 @@ from search_scale import add_distractors
 
 QUICK_FILES = 150
 QUICK_LINES = 12_000
-"""About 600 chunks: the embedded e5-small embeds ~20-25 chunks/s on 2 cores."""
+"""About 600 chunks: the embedded bge-small embeds ~65 chunks/s on 2 cores."""
 QUICK_QUERIES = 200
 
 
