@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import json
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -21,7 +20,7 @@ from mimiverse.testing import FakeBackend, gateway_with
 from tests.security.test_traversal_api import REF_CASES
 from tests.security.traversal_corpus import Arena
 from tests.server.test_projects import accounts_app, add_user
-from tests.workspace.test_pty import processes_with
+from tests.workspace.test_pty import new_marker, processes_with
 
 pytestmark = pytest.mark.timeout(60)
 BASE = "http://127.0.0.1"
@@ -169,7 +168,7 @@ def test_too_many_terminals_are_refused(local: Callable[..., TestClient]) -> Non
 
 
 def test_closing_the_socket_kills_the_tree(local: Callable[..., TestClient]) -> None:
-    marker = f"{uuid.uuid4().int % 10**6 + 10**6}"
+    marker = new_marker()
     with local() as tc:
         with tc.websocket_connect(WS) as ws:
             send(ws, type="input", data=f"sleep {marker} & echo started-$((2+2))\r")
@@ -256,7 +255,7 @@ def test_project_references_never_leave_the_callers_roots(
 def test_input_the_shell_does_not_read_is_refused_not_queued(
     local: Callable[..., TestClient],
 ) -> None:
-    marker = f"{uuid.uuid4().int % 10**6 + 10**6}"
+    marker = new_marker()
     with local() as tc:
         with tc.websocket_connect(WS) as ws:
             send(ws, type="input", data=f"echo busy-$((5+5)); sleep {marker}\r")

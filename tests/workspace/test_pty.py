@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import signal
 import socket
 import time
 import uuid
@@ -92,15 +93,32 @@ def terminal(
     return open_terminal
 
 
+def new_marker() -> str:
+    """A number no other process's arguments start with: ``sleep {marker}`` is findable."""
+    return f"{uuid.uuid4().int % 10**12 + 10**12}"
+
+
 def processes_with(marker: str) -> list[int]:
-    """Host pids whose command line contains ``marker``."""
+    """Host pids with an argument that starts with ``marker`` (a whole argument: other
+    processes' long numbers, such as a browser's handles, may contain it by chance)."""
     found = []
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             with contextlib.suppress(OSError):
-                if marker.encode() in (entry / "cmdline").read_bytes():
+                args = (entry / "cmdline").read_bytes().split(b"\0")
+                if any(arg.startswith(marker.encode()) for arg in args):
                     found.append(int(entry.name))
     return found
+
+
+def described(pids: list[int]) -> list[str]:
+    """Each pid with its command line (for failure messages)."""
+    out = []
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            args = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+            out.append(f"{pid}: {b' '.join(args).decode(errors='replace')[:200]}")
+    return out
 
 
 async def until(check: Any, within: float = 10.0) -> Any:
@@ -143,15 +161,30 @@ async def test_resize_is_seen_by_stty_and_the_shell(terminal: Any) -> None:
             term.session.resize(80, 1001)
 
 
-async def test_ctrl_c_interrupts_the_foreground_job(terminal: Any) -> None:
-    async with terminal() as term:
-        marker = f"{uuid.uuid4().int % 10**6 + 10**6}"
+@pytest.mark.parametrize("server_ignores_sigint", [False, True])
+async def test_ctrl_c_interrupts_the_foreground_job(
+    terminal: Any, server_ignores_sigint: bool
+) -> None:
+    """Also when the server was started with SIGINT ignored (``nohup``, a script's ``&``):
+    ignored signals survive exec, so the launcher must reset them."""
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN) if server_ignores_sigint else None
+    try:
+        opened = terminal()
+        term = await opened.__aenter__()
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
+    try:
+        marker = new_marker()
         await term.session.write(f"sleep {marker}\r")
         assert await until(lambda: processes_with(marker)), "the job never started"
         await term.session.write("\x03")
         await term.expect("^C", timeout=10)
-        assert await until(lambda: not processes_with(marker)), "^C left the job running"
+        gone = await until(lambda: not processes_with(marker))
+        assert gone, f"^C left the job running: {described(processes_with(marker))}"
         assert await term.run("echo after-$((1+1))") == "after-2\r\n"
+    finally:
+        await opened.__aexit__(None, None, None)
 
 
 async def test_utf8_split_across_reads_survives(terminal: Any) -> None:
@@ -172,7 +205,7 @@ async def test_exit_code_and_end_of_output(terminal: Any) -> None:
 
 
 async def test_close_kills_the_whole_tree(terminal: Any) -> None:
-    marker = f"{uuid.uuid4().int % 10**6 + 10**6}"
+    marker = new_marker()
     async with terminal() as term:
         await term.run(f"sleep {marker}1 & setsid sleep {marker}2 & nohup sleep {marker}3 & true")
         await asyncio.sleep(0.3)
@@ -185,7 +218,7 @@ async def test_close_kills_the_whole_tree(terminal: Any) -> None:
 
 
 async def test_close_kills_the_tree_without_bubblewrap(terminal: Any) -> None:
-    marker = f"{uuid.uuid4().int % 10**6 + 10**6}"
+    marker = new_marker()
     async with terminal(bwrap=MISSING_BWRAP, unsafe=True) as term:
         assert not term.session.sandboxed
         await term.run(f"sleep {marker}1 & nohup sleep {marker}2 >/dev/null 2>&1 & true")
@@ -196,7 +229,7 @@ async def test_close_kills_the_tree_without_bubblewrap(terminal: Any) -> None:
 
 
 async def test_exiting_shell_takes_its_background_jobs(terminal: Any) -> None:
-    marker = f"{uuid.uuid4().int % 10**6 + 10**6}"
+    marker = new_marker()
     async with terminal() as term:
         await term.run(f"nohup sleep {marker} >/dev/null 2>&1 & true")
         await term.session.write("exit 0\r")

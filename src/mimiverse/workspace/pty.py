@@ -63,10 +63,16 @@ LEADER_GRACE_S = 1.0
 SHELL_REAP_S = 0.05
 """Without bwrap: time for the shell to reap the jobs just killed, before it goes too."""
 CTTY = (
-    "import fcntl, os, sys, termios; fcntl.ioctl(0, termios.TIOCSCTTY, 0); "
+    "import fcntl, os, signal, sys, termios; fcntl.ioctl(0, termios.TIOCSCTTY, 0); "
+    "[signal.signal(s, signal.SIG_DFL) for s in (signal.SIGINT, signal.SIGQUIT, "
+    "signal.SIGHUP, signal.SIGTERM, signal.SIGTSTP, signal.SIGTTIN, signal.SIGTTOU)]; "
+    "signal.pthread_sigmask(signal.SIG_SETMASK, []); "
     "os.execv(sys.argv[1], sys.argv[1:])"
 )
-"""Makes stdin (the pseudo-terminal) the controlling terminal of the new session, then execs."""
+"""Makes stdin (the pseudo-terminal) the controlling terminal of the new session, resets
+the job-control signals to their defaults and unblocks every signal, then execs. Ignored
+signals survive exec: a server started with SIGINT ignored (``nohup``, a script's ``&``)
+would otherwise give its terminals jobs that ^C cannot stop."""
 SYSTEM_PATH = "/usr/local/bin:/usr/bin:/bin"
 
 
