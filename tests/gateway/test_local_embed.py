@@ -221,7 +221,7 @@ OFFLINE_SCRIPT = """
 import sys
 from mimiverse.gateway.backends.local_embed import LocalEmbedBackend
 backend = LocalEmbedBackend("offline", model=sys.argv[1], threads=1, max_tokens=64)
-vectors = backend._embed(["def add(a, b):\\n    return a + b\\n"], "passage")
+vectors = backend.embed_texts(["def add(a, b):\\n    return a + b\\n"], "passage")
 print(len(vectors[0]))
 """
 
