@@ -10,8 +10,8 @@ Two models, chosen by ``embedded_embed_model`` (``MODELS``):
 
 ``bench/embedders.py`` (300 docstring→function pairs, 2 threads) and ``bench/search.py``
 (1000 queries on the CPython stdlib) are the measurements behind the default: bge-small
-0.865 pair MRR@10 against e5's 0.816 (38.5 against 12.1 chunks/s there), 0.473 semantic MRR@10 against 0.371 (hybrid 0.519
-against 0.488), 69 chunks per second against 18.5.
+0.865 pair MRR@10 against e5's 0.816 (38.5 against 12.1 chunks/s there); on the stdlib
+0.474 semantic MRR@10 against 0.371, hybrid 0.523 against 0.488, 65 chunks/s against 18.5.
 """
 
 from __future__ import annotations
