@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 if TYPE_CHECKING:
     from playwright.sync_api import Page
@@ -15,6 +16,8 @@ if TYPE_CHECKING:
 pytestmark = [pytest.mark.e2e, pytest.mark.model]
 
 ROWS = "#terminal-host .term-view:not([hidden]) .xterm-rows"
+PROMPT = r"[#$]\s"
+"""The shell's prompt (root's or a user's), as a JavaScript regular expression."""
 
 
 def screen(page: Page) -> str:
@@ -22,8 +25,25 @@ def screen(page: Page) -> str:
     return page.locator(ROWS).inner_text()
 
 
+def wait_for_screen(page: Page, pattern: str, what: str, timeout_ms: int = 30_000) -> None:
+    """Wait until the visible rows match the regular expression ``pattern``; on timeout, fail
+    with what the terminal shows (an error frame, a lost prompt) rather than a bare timeout."""
+    try:
+        page.wait_for_function(
+            "([sel, re]) => new RegExp(re).test(document.querySelector(sel)?.innerText || '')",
+            arg=[ROWS, pattern],
+            timeout=timeout_ms,
+        )
+    except PlaywrightTimeout:
+        pytest.fail(f"no {what} in the terminal after {timeout_ms} ms; it shows:\n{screen(page)}")
+
+
 def run(page: Page, command: str) -> None:
+    """Type ``command`` and Enter into the visible terminal, once it has the keyboard."""
     page.locator("#terminal-host .term-view:not([hidden]) .xterm").click()
+    page.wait_for_function(
+        "() => document.activeElement?.classList.contains('xterm-helper-textarea')"
+    )
     page.keyboard.type(command)
     page.keyboard.press("Enter")
 
@@ -32,10 +52,7 @@ def size_after(page: Page, marker: str) -> tuple[int, int]:
     """Run ``stty size`` and read back (rows, cols)."""
     run(page, f"echo {marker}=$(stty size | tr ' ' x)")
     pattern = re.compile(rf"{marker}=(\d+)x(\d+)")
-    page.wait_for_function(
-        "([sel, re]) => new RegExp(re).test(document.querySelector(sel)?.innerText || '')",
-        arg=[ROWS, pattern.pattern],
-    )
+    wait_for_screen(page, pattern.pattern, f"{marker}=ROWSxCOLS")
     found = pattern.findall(screen(page))
     rows, cols = found[-1]
     return int(rows), int(cols)
@@ -43,14 +60,9 @@ def size_after(page: Page, marker: str) -> tuple[int, int]:
 
 def test_echo_comes_back_and_resize_reaches_the_pty(ide: Page, shots: Path) -> None:
     ide.wait_for_selector(ROWS)
-    ide.wait_for_function(
-        "(sel) => (document.querySelector(sel)?.innerText || '').trim().length > 0", arg=ROWS
-    )  # the shell's prompt
+    wait_for_screen(ide, PROMPT, "shell prompt")
     run(ide, "echo mimi-$((6*7))")
-    ide.wait_for_function(
-        "(sel) => (document.querySelector(sel)?.innerText || '').includes('mimi-42')", arg=ROWS
-    )
-    assert "mimi-42" in screen(ide)
+    wait_for_screen(ide, "mimi-42", "output of echo mimi-$((6*7))")
 
     rows, cols = size_after(ide, "before")
     assert rows > 2 and cols > 20

@@ -20,6 +20,7 @@ let tabbar = null;
 let counter = 0;
 const terminals = [];
 let current = null;
+const TYPEAHEAD_CHARS = 65_536; // what a terminal keeps of keys typed while it connects
 
 /** Builds the panel in `container`; the first shell starts once the panel is visible. */
 export function mount(container) {
@@ -150,7 +151,8 @@ class TerminalTab {
     this.term = null;
     this.fitter = null;
     this.socket = null;
-    this.alive = false;
+    this.phase = "ended"; // connecting | open | ended
+    this.typeahead = ""; // keys typed while connecting, sent once the socket opens
     const label = el("span", {}, `Terminal ${n}`);
     const x = el("button", { type: "button", class: "tab-close", tabindex: "-1", "aria-label": `Close terminal ${n}` }, "×");
     this.tab = el("div", { class: "terminal-tab", role: "tab", tabindex: "-1", "aria-label": `Terminal ${n}` }, [label, x]);
@@ -173,7 +175,8 @@ class TerminalTab {
     this.term.open(this.screen);
     this.fit();
     this.term.onData((data) => {
-      if (this.alive) this.send({ type: "input", data });
+      if (this.phase === "open") this.send({ type: "input", data });
+      else if (this.phase === "connecting") this.typeahead = (this.typeahead + data).slice(-TYPEAHEAD_CHARS);
       else if (data === "\r") this.connect();
     });
     this.term.onResize(({ cols, rows }) => this.send({ type: "resize", cols, rows }));
@@ -196,11 +199,15 @@ class TerminalTab {
     if (state.project) query.set("project", state.project);
     const socket = new WebSocket(wsUrl(`/api/terminal/ws?${query}`));
     this.socket = socket;
+    this.phase = "connecting";
+    this.typeahead = "";
     let exited = false;
     let problem = "";
     socket.onopen = () => {
-      this.alive = true;
+      this.phase = "open";
       this.send({ type: "resize", cols: this.term.cols, rows: this.term.rows });
+      if (this.typeahead) this.send({ type: "input", data: this.typeahead });
+      this.typeahead = "";
     };
     socket.onmessage = (event) => {
       let message;
@@ -226,7 +233,8 @@ class TerminalTab {
   }
 
   ended(why) {
-    this.alive = false;
+    this.phase = "ended";
+    this.typeahead = "";
     this.socket = null;
     this.term.write(`\r\n\x1b[2m[${why} Press Enter to start a new shell.]\x1b[0m\r\n`);
     const again = el("button", { type: "button", class: "terminal-reconnect" }, "Start a new shell");
@@ -245,7 +253,7 @@ class TerminalTab {
   dispose() {
     const socket = this.socket;
     this.socket = null;
-    this.alive = false;
+    this.phase = "ended";
     socket?.close();
     this.term?.dispose();
   }
