@@ -1,5 +1,6 @@
 """The terminal panel in a real Chromium: xterm.js over the WebSocket to a real PTY in the
-sandbox. A command's output comes back, and resizing the page resizes the PTY."""
+sandbox. A command's output comes back, resizing the page resizes the PTY, and keys typed
+while the socket connects are not lost."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ from typing import TYPE_CHECKING
 
 import pytest
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+from tests.e2e.web.conftest import IdeServer, load_ide
 
 if TYPE_CHECKING:
     from playwright.sync_api import Page
@@ -72,3 +75,55 @@ def test_echo_comes_back_and_resize_reaches_the_pty(ide: Page, shots: Path) -> N
     _, narrower = size_after(ide, "after")
     assert narrower < cols, (cols, narrower)
     ide.screenshot(path=str(shots / "terminal.png"))
+
+
+SLOW_TERMINAL_SOCKET = """
+(() => {
+  // A slow network for the terminal's socket only: it stays CONNECTING until the test calls
+  // window.openTerminalSockets(); other sockets are untouched.
+  const Native = window.WebSocket;
+  const held = [];
+  window.terminalSocketsMade = 0;
+  window.openTerminalSockets = () => held.splice(0).forEach((release) => release());
+  class HeldSocket {
+    constructor(url) {
+      window.terminalSocketsMade += 1;
+      this.readyState = Native.CONNECTING;
+      this.closed = false;
+      held.push(() => {
+        if (this.closed) return;
+        const ws = new Native(url);
+        this.ws = ws;
+        ws.onopen = (e) => { this.readyState = ws.readyState; this.onopen?.(e); };
+        ws.onmessage = (e) => this.onmessage?.(e);
+        ws.onclose = (e) => { this.readyState = ws.readyState; this.onclose?.(e); };
+      });
+    }
+    send(data) { this.ws.send(data); }
+    close() {
+      this.closed = true;
+      this.readyState = Native.CLOSED;
+      this.ws?.close();
+    }
+  }
+  window.WebSocket = new Proxy(Native, {
+    construct: (target, args) =>
+      String(args[0]).includes("/api/terminal/ws") ? new HeldSocket(args[0]) : new target(...args),
+  });
+})();
+"""
+
+
+def test_keys_typed_while_the_socket_connects_reach_the_shell(
+    page: Page, ide_server: IdeServer
+) -> None:
+    """On a slow link, what the user types before the socket opens is sent once it does,
+    and Enter does not restart the connection it is waiting for."""
+    page.add_init_script(SLOW_TERMINAL_SOCKET)
+    load_ide(page, ide_server)
+    page.wait_for_selector("#terminal-host .term-view:not([hidden]) .xterm")
+    assert page.evaluate("window.terminalSocketsMade") == 1
+    run(page, "echo early-$((6*7))")
+    assert page.evaluate("window.terminalSocketsMade") == 1, "Enter restarted the connection"
+    page.evaluate("window.openTerminalSockets()")
+    wait_for_screen(page, "early-42", "output of the command typed while connecting")
