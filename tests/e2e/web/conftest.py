@@ -57,6 +57,8 @@ NOT_LOCAL = re.compile(
 )
 """URLs of other hosts. The route matches in Playwright's driver (a JS regex), so local
 requests never wait on Python: a test may sleep while the page works."""
+PROMPT = re.compile(r"[#$]\s")
+"""The shell's prompt in the terminal (root's or a user's)."""
 VIEWPORT_SIZE = (1440, 900)
 BOOT_TIMEOUT_MS = 30_000
 

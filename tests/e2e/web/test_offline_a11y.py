@@ -4,7 +4,6 @@ every main control (Ctrl+M lets Tab leave the editor and the terminal, as in VS 
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
@@ -13,12 +12,10 @@ import pytest
 from playwright.sync_api import Error as PlaywrightError
 from playwright.sync_api import Page, expect
 
-from tests.e2e.web.conftest import IdeServer, PageLog
+from tests.e2e.web.conftest import PROMPT, IdeServer, PageLog
 
 pytestmark = [pytest.mark.e2e, pytest.mark.model]
 
-PROMPT = re.compile(r"[#$]\s")
-"""The shell's prompt in the terminal (root's or a user's)."""
 
 INTERACTIVE = {
     "button",

@@ -15,12 +15,10 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from tests.conftest import MimiServe
-from tests.e2e.web.conftest import IdeServer, eventually
+from tests.e2e.web.conftest import PROMPT, IdeServer, eventually
 
 pytestmark = [pytest.mark.e2e, pytest.mark.model]
 
-PROMPT = re.compile(r"[#$]\s")
-"""The shell's prompt in the terminal (root's or a user's)."""
 
 REGIONS = ("#region-files", "#region-search", "#region-terminal", "#region-agent", "#region-editor")
 

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 import pytest
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
-from tests.e2e.web.conftest import IdeServer, load_ide
+from tests.e2e.web.conftest import PROMPT, IdeServer, load_ide
 
 if TYPE_CHECKING:
     from playwright.sync_api import Page
@@ -19,8 +19,6 @@ if TYPE_CHECKING:
 pytestmark = [pytest.mark.e2e, pytest.mark.model]
 
 ROWS = "#terminal-host .term-view:not([hidden]) .xterm-rows"
-PROMPT = r"[#$]\s"
-"""The shell's prompt (root's or a user's), as a JavaScript regular expression."""
 
 
 def screen(page: Page) -> str:
@@ -63,7 +61,7 @@ def size_after(page: Page, marker: str) -> tuple[int, int]:
 
 def test_echo_comes_back_and_resize_reaches_the_pty(ide: Page, shots: Path) -> None:
     ide.wait_for_selector(ROWS)
-    wait_for_screen(ide, PROMPT, "shell prompt")
+    wait_for_screen(ide, PROMPT.pattern, "shell prompt")
     run(ide, "echo mimi-$((6*7))")
     wait_for_screen(ide, "mimi-42", "output of echo mimi-$((6*7))")
 
