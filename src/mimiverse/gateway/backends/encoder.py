@@ -15,7 +15,8 @@ BATCH_TOKENS = 4096
 
 
 class Encoder(Protocol):
-    """A loaded embedding model: texts → token ids → unit vectors."""
+    """A loaded embedding model: texts → token ids → unit vectors. ``LocalEmbedBackend``
+    runs the batches, up to ``lanes`` at once."""
 
     dim: int
     max_tokens: int
@@ -30,10 +31,6 @@ class Encoder(Protocol):
         """One onnxruntime pass over a batch of token ids → unit vectors."""
         ...
 
-    def embed(self, texts: list[str], kind: str = "passage") -> Floats:
-        """L2-normalised ``[len(texts), dim]`` vectors, in input order."""
-        ...
-
 
 def batch_by_tokens(ids: list[list[int]]) -> list[tuple[list[int], list[list[int]]]]:
     """Inputs sorted by length, grouped so that padded tokens stay under ``BATCH_TOKENS``:
@@ -46,14 +43,6 @@ def batch_by_tokens(ids: list[list[int]]) -> list[tuple[list[int], list[list[int
         else:
             groups.append([i])
     return [(g, [ids[i] for i in g]) for g in groups]
-
-
-def embed_all(encoder: Encoder, texts: list[str], kind: str) -> Floats:
-    """Every text's vector, batch by batch, in input order."""
-    out = np.zeros((len(texts), encoder.dim), np.float32)
-    for rows, ids in encoder.batches(texts, kind):
-        out[rows] = encoder.run(ids)
-    return out
 
 
 def session_options(threads: int) -> Any:

@@ -73,7 +73,7 @@ def _open_bge(folder: Path, threads: int, max_tokens: int) -> Encoder:
     data = folder / _BGE
     return BertEncoder(
         data / "model.onnx", data / "tokenizer.json", threads=threads, max_tokens=max_tokens,
-        query_prefix=BGE_QUERY_INSTRUCTION, cls_pooling=True,
+        query_prefix=BGE_QUERY_INSTRUCTION,
     )  # fmt: skip
 
 
@@ -107,7 +107,6 @@ MODELS = {
     )
 }
 DEFAULT_MODEL = "bge-small-en-v1.5"
-MAX_TOKENS = 512
 
 
 def preload_runtime() -> None:
@@ -175,14 +174,15 @@ class LocalEmbedBackend(ModelBackend):
 
     def __init__(
         self, name: str, *, model: str = DEFAULT_MODEL, threads: int = 0,
-        max_tokens: int = MAX_TOKENS,
+        max_tokens: int | None = None,
     ) -> None:  # fmt: skip
+        """``max_tokens``: cut inputs to this many tokens (default and ceiling: the model's)."""
         from mimiverse.gateway.backends.embedded import default_threads
 
         preload_runtime()
         self.spec = model_spec(model)
         self._threads = threads or default_threads()
-        self._max_tokens = max(8, min(max_tokens, self.spec.max_tokens))
+        self._max_tokens = max(8, min(max_tokens or self.spec.max_tokens, self.spec.max_tokens))
         super().__init__(
             name, self.spec.id, Capabilities(embed=True, context_length=self._max_tokens)
         )
@@ -260,8 +260,11 @@ class LocalEmbedBackend(ModelBackend):
         return await asyncio.to_thread(self.embed_texts, request.inputs, request.kind)
 
     def embed_texts(self, texts: list[str], kind: str) -> list[list[float]]:
-        """Unit vectors for ``texts`` (blocking; loads the model). Runs on up to ``encoder.lanes`` threads. Each run holds a lane, so another
-        request (a search's query during indexing) waits for one run, not for this one."""
+        """Unit vectors for ``texts``, in order (blocking; loads the model).
+
+        The encoder's batches run on up to ``encoder.lanes`` threads. Each run holds a lane,
+        so another request (a search's query during indexing) waits for one run, not for
+        all of this one."""
         encoder = self.load()
         assert self._lanes is not None
         lanes = self._lanes
